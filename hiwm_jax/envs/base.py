@@ -48,6 +48,8 @@ class TaskFns:
     corrective continuations a person would try from one state.
     """
     action = self.expert_action(obs, rng)
+    if isinstance(noise_scale, (int, float)) and noise_scale == 0:
+      return jnp.clip(action, -1.0, 1.0)
     noise = noise_scale * jax.random.normal(jax.random.fold_in(rng, 1), action.shape)
     return jnp.clip(action + noise, -1.0, 1.0)
 

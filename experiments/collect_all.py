@@ -1,0 +1,28 @@
+"""The main job, until the Hi-WM loop exists: collect every task's data, print the table.
+
+  python -m experiments.collect_all --workdir=/tmp/hiwm
+  python -m experiments.collect_all --tasks=push --config_arg=quick
+"""
+import importlib
+
+from absl import app, flags
+
+from hiwm_jax import collect, envs
+
+_TASKS = flags.DEFINE_list("tasks", envs.names(), "Tasks to collect, each with its config file.")
+_CONFIG_ARG = flags.DEFINE_string("config_arg", None, "Arg for every task config, e.g. quick.")
+_WORKDIR = flags.DEFINE_string("workdir", "/tmp/hiwm", "Datasets go to <workdir>/<task>/.")
+
+
+def main(argv):
+  del argv
+  summaries = []
+  for task in _TASKS.value:
+    config_module = importlib.import_module(f"experiments.configs.{task}")
+    summaries.append(collect.collect_task(config_module.get_config(_CONFIG_ARG.value),
+                                          _WORKDIR.value))
+  print(collect.summary_table(summaries))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -6,6 +6,7 @@ imported; `hiwm_jax.envs` sets egl as the default if nothing is set.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import mujoco
 import numpy as np
@@ -29,6 +30,8 @@ class Renderer:
     model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
     model.vis.global_.offheight = max(model.vis.global_.offheight, height)
     self._renderer = mujoco.Renderer(model, height=height, width=width)
+    # Free the GL context before interpreter teardown unloads EGL (else a noisy __del__).
+    self.close = weakref.finalize(self, self._renderer.close)
     self._camera = mujoco.MjvCamera()
     self._camera.lookat[:] = camera.lookat
     self._camera.distance = camera.distance
@@ -40,6 +43,3 @@ class Renderer:
     self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
     self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
     return self._renderer.render().copy()
-
-  def close(self):
-    self._renderer.close()

@@ -70,6 +70,17 @@ def check_action(action: Any, action_dim: int) -> np.ndarray:
   return action
 
 
+def check_observation(obs: Any, obs_dim: int) -> np.ndarray:
+  """Returns the observation as float64 [obs_dim], or raises ValueError naming the problem."""
+  obs = np.asarray(obs, dtype=np.float64)
+  if obs.shape != (obs_dim,):
+    raise ValueError(f"observation has shape {obs.shape}; expected ({obs_dim},)")
+  bad = np.flatnonzero(~np.isfinite(obs))
+  if bad.size:
+    raise ValueError(f"observation has non-finite values (NaN or inf) at indices {bad.tolist()}")
+  return obs
+
+
 class TaskEnv(gymnasium.Env):
   """Gymnasium shell over a simulator: validates actions, tracks the horizon.
 

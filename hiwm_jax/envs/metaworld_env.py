@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
-from hiwm_jax.envs.base import TaskEnv, TaskFns
+from hiwm_jax.envs.base import TaskEnv, TaskFns, check_observation
 from hiwm_jax.envs.rendering import Camera, Renderer
 
 OBS_DIM = 39
@@ -83,9 +83,7 @@ class MetaWorldEnv(TaskEnv):
     hand through the mocap weld that drives it in the simulator (a few physics steps on a
     scratch copy of the scene, warm-started from the previous drawing). Reads nothing of
     the live simulation, so it draws a world model's prediction just the same."""
-    obs = np.asarray(obs, dtype=np.float64)
-    if obs.shape != (OBS_DIM,):
-      raise ValueError(f"observation has shape {obs.shape}; expected ({OBS_DIM},)")
+    obs = check_observation(obs, OBS_DIM)
     fresh = self._scratch is None
     model, data = self._scratch_scene()
     model.site_pos[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "goal")] = obs[36:39]

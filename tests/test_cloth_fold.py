@@ -1,0 +1,134 @@
+"""cloth_fold: determinism, stability, the pure predicate against the simulator, the expert."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hiwm_jax import envs
+from hiwm_jax.envs import cloth_fold
+
+TASK = envs.task_fns("cloth_fold")
+_expert = jax.jit(TASK.expert_action)
+
+
+@pytest.fixture(scope="module")
+def env():
+  env = envs.make("cloth_fold")
+  yield env
+  env.close()
+
+
+def _random_actions(seed: int, n: int) -> np.ndarray:
+  """[n, 4] uniform actions whose grip is held closed for 10 steps in every 20, so pinched
+  vertices get dragged around (the hard case for the solver)."""
+  actions = np.random.default_rng(seed).uniform(-1.0, 1.0, (n, 4))
+  actions[np.arange(n) % 20 < 10, 3] = 1.0
+  return actions
+
+
+def _run_expert(env, seed: int, prefix: int = 0):
+  """Observations [T + 1, 196] and the simulator's success flags [T] of one episode."""
+  obs, _ = env.reset(seed=seed)
+  all_obs, sim_success = [obs], []
+  for action in _random_actions(seed, prefix):
+    obs, *_, info = env.step(action)
+    all_obs.append(obs)
+    sim_success.append(info["success"])
+  for t in range(TASK.max_steps - prefix):
+    obs, _, terminated, _, info = env.step(np.asarray(_expert(obs, jax.random.PRNGKey(t))))
+    all_obs.append(obs)
+    sim_success.append(info["success"])
+    if terminated:
+      break
+  return np.stack(all_obs), np.array(sim_success)
+
+
+def test_layout_covers_the_observation():
+  covered = sorted(i for s in TASK.obs_layout.values() for i in range(TASK.obs_dim)[s])
+  assert covered == list(range(TASK.obs_dim)) and TASK.obs_dim == 196
+  assert (cloth_fold.CORNER_A, cloth_fold.CORNER_B) == (0, 63)
+
+
+def test_same_seed_is_bit_identical_and_seeds_differ(env):
+  def episode(seed):
+    obs, _ = env.reset(seed=seed)
+    return np.stack([obs] + [env.step(a)[0] for a in _random_actions(0, 40)])
+
+  first = episode(5)
+  np.testing.assert_array_equal(first, episode(5))
+  other = episode(6)
+  assert not np.allclose(first[0], other[0])  # randomized cloth pose and gripper start.
+
+
+def test_random_actions_stay_finite_and_bounded(env):
+  edges = env.model.flex_edge  # [E, 2]
+  for seed in range(5):
+    obs, _ = env.reset(seed=seed)
+    verts = TASK.field(obs, "cloth_verts").reshape(-1, 3)
+    rest = np.linalg.norm(verts[edges[:, 0]] - verts[edges[:, 1]], axis=1)  # [E]
+    for action in _random_actions(seed, 400):
+      obs, *_ = env.step(action)
+      assert np.isfinite(obs).all()
+      verts = TASK.field(obs, "cloth_verts").reshape(-1, 3)
+      assert np.abs(verts[:, :2]).max() < 0.6
+      assert -0.03 < verts[:, 2].min() and verts[:, 2].max() < 0.5
+      stretch = np.linalg.norm(verts[edges[:, 0]] - verts[edges[:, 1]], axis=1) / rest
+      assert stretch.max() < 1.3
+    assert np.abs(env.data.qvel).max() < 10.0
+
+
+@pytest.mark.parametrize("seed,prefix", [(0, 0), (1, 0), (2, 30)])
+def test_success_agrees_with_simulator_and_expert_folds(env, seed, prefix):
+  all_obs, sim_success = _run_expert(env, seed, prefix)
+  pure = np.asarray(jax.vmap(TASK.success)(jnp.asarray(all_obs[1:])))
+  np.testing.assert_array_equal(pure, sim_success)
+  assert sim_success[-1] and not sim_success[:-1].any()  # ends on success, not before.
+  progress = np.asarray(jax.vmap(TASK.progress)(jnp.asarray(all_obs[1:])))
+  assert ((progress >= 0.0) & (progress <= 1.0)).all()
+  np.testing.assert_array_equal(progress == 1.0, sim_success)
+
+
+def test_expert_is_jittable_and_vmappable(env):
+  all_obs, _ = _run_expert(env, 3, prefix=20)  # approach, grasp, carry, release phases.
+  obs = jnp.asarray(all_obs)
+  keys = jax.random.split(jax.random.PRNGKey(0), len(obs))
+  batched = jax.jit(jax.vmap(TASK.expert_action))(obs, keys)  # [T, 4]
+  single = np.stack([np.asarray(_expert(o, k)) for o, k in zip(obs, keys)])
+  np.testing.assert_allclose(np.asarray(batched), single, atol=1e-6)
+  assert batched.shape == (len(obs), 4) and np.abs(single).max() <= 1.0
+  assert (single[:, 3] > 0).any() and (single[:, 3] < 0).any()  # it both grips and lets go.
+
+
+@pytest.mark.parametrize("action,message", [
+    (np.zeros(3), "shape"),
+    (np.zeros((1, 4)), "shape"),
+    (np.array([0.0, np.nan, 0.0, 1.0]), "non-finite"),
+])
+def test_bad_action_raises(env, action, message):
+  env.reset(seed=0)
+  with pytest.raises(ValueError, match=message):
+    env.step(action)
+
+
+def test_render_and_render_obs_agree(env):
+  obs, _ = env.reset(seed=4)
+  for action in _random_actions(4, 15):
+    obs, *_ = env.step(action)
+  qpos = env.data.qpos.copy()
+  live, posed = env.render(), env.render_obs(obs)
+  assert live.dtype == posed.dtype == np.uint8
+  assert live.shape == posed.shape == (128, 128, 3)
+  assert np.abs(live.astype(int) - posed.astype(int)).mean() < 2.0
+  np.testing.assert_array_equal(env.data.qpos, qpos)  # the live scene is untouched.
+  moved = obs.copy()
+  moved[TASK.obs_layout["cloth_verts"]] += np.tile([0.08, 0.0, 0.0], 64).astype(np.float32)
+  assert np.abs(env.render_obs(moved).astype(int) - posed.astype(int)).mean() > 2.0
+
+
+@pytest.mark.parametrize("obs,message", [
+    (np.zeros(195), "shape"),
+    (np.full(196, np.nan), "non-finite"),
+])
+def test_render_obs_bad_obs_raises(env, obs, message):
+  with pytest.raises(ValueError, match=message):
+    env.render_obs(obs)

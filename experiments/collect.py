@@ -1,21 +1,31 @@
-"""Collect one task's real-world data: expert demos and play episodes, as RLDS datasets.
+"""Collect one task's real-world data as RLDS datasets in <data_dir>/<task>/.
 
-  python -m experiments.collect --config=experiments/configs/push.py --workdir=/tmp/hiwm
-  python -m experiments.collect --config=experiments/configs/push.py --config.collect.num_demos=10
+Expert demos and play episodes:
+  python -m experiments.collect --config=experiments/configs/push.py --config.data_dir=/tmp/hiwm
+A trained policy's rollouts, failures included (source=policy), as the dataset "policy":
+  python -m experiments.collect --config=experiments/configs/push.py \
+      --policy=/tmp/hiwm/runs/push_diffusion --config.collect.num_policy=100
 """
+import json
+
 from absl import app, flags
 from ml_collections import config_flags
 
 from hiwm_jax import collect
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A task config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", "/tmp/hiwm", "Datasets go to <workdir>/<task>/.")
+_POLICY = flags.DEFINE_string("policy", None, "A policy work directory: record its rollouts.")
+_NAME = flags.DEFINE_string("name", "policy", "Dataset name for --policy rollouts.")
 flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
   del argv
-  print(collect.summary_table([collect.collect_task(_CONFIG.value, _WORKDIR.value)]))
+  if _POLICY.value:
+    print(json.dumps(collect.collect_policy_rollouts(_CONFIG.value, _POLICY.value, _NAME.value),
+                     indent=2))
+  else:
+    print(collect.summary_table([collect.collect_task(_CONFIG.value)]))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The main job, until the Hi-WM loop exists: collect every task's data, print the table.
 
-  python -m experiments.collect_all --workdir=/tmp/hiwm
+  python -m experiments.collect_all --data_dir=/tmp/hiwm
   python -m experiments.collect_all --tasks=push --config_arg=quick
 """
 import importlib
@@ -11,16 +11,16 @@ from hiwm_jax import collect, envs
 
 _TASKS = flags.DEFINE_list("tasks", envs.names(), "Tasks to collect, each with its config file.")
 _CONFIG_ARG = flags.DEFINE_string("config_arg", None, "Arg for every task config, e.g. quick.")
-_WORKDIR = flags.DEFINE_string("workdir", "/tmp/hiwm", "Datasets go to <workdir>/<task>/.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "/tmp/hiwm", "Datasets go to <data_dir>/<task>/.")
 
 
 def main(argv):
   del argv
   summaries = []
   for task in _TASKS.value:
-    config_module = importlib.import_module(f"experiments.configs.{task}")
-    summaries.append(collect.collect_task(config_module.get_config(_CONFIG_ARG.value),
-                                          _WORKDIR.value))
+    config = importlib.import_module(f"experiments.configs.{task}").get_config(_CONFIG_ARG.value)
+    config.data_dir = _DATA_DIR.value
+    summaries.append(collect.collect_task(config))
   print(collect.summary_table(summaries))
 
 

@@ -4,7 +4,7 @@ Play episodes are the expert knocked off-nominal (a random-action prefix, action
 occasional random actions) and recovering, failures included: a world model trained on them
 has seen the states that corrections start from.
 
-Layout written under `workdir/<task>/`: `demos/` and `play/` (RLDS datasets, see
+Layout written under `<config.data_dir>/<task>/`: `demos/` and `play/` (RLDS datasets, see
 `hiwm_jax.data.rlds`) and `collect_config.json` (the resolved config).
 """
 from __future__ import annotations
@@ -43,11 +43,11 @@ def _episodes(env, controller, seeds, *, source, stats, desc, keep_failures=True
       yield to_rlds(result, env.task.name, source)
 
 
-def collect_task(config, workdir: str) -> dict:
-  """Collects demos and play for `config.task`; returns a summary (counts, rates, speed)."""
+def collect_task(config) -> dict:
+  """Collects demos and play for `config.task` into `config.data_dir`; returns a summary."""
   env = envs.make(config.task, max_steps=config.max_steps)
   task = env.task
-  out = os.path.join(workdir, config.task)
+  out = os.path.join(config.data_dir, config.task)
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "collect_config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
@@ -74,6 +74,32 @@ def collect_task(config, workdir: str) -> dict:
   with open(os.path.join(out, "collect_summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   return summary
+
+
+def collect_policy_rollouts(config, policy_workdir: str, name: str = "policy") -> dict:
+  """Records a trained policy's episodes in the simulator, failures included (source=policy),
+  as `<data_dir>/<task>/<name>`: the world model learns what the policy actually does."""
+  from hiwm_jax.evaluate import PolicyController  # the policy stack is only needed here
+  from hiwm_jax.policies.train import load_policy
+
+  policy, params, policy_config = load_policy(policy_workdir)
+  if policy_config.task != config.task:
+    raise ValueError(f"{policy_workdir} holds a {policy_config.task} policy; this config is "
+                     f"for {config.task}")
+  env = envs.make(config.task, max_steps=config.max_steps)
+  c = config.collect
+  stats = {"episodes": 0, "successes": 0, "steps": 0, "kept": 0}
+  start = time.perf_counter()
+  path = data.write_dataset(
+      os.path.join(config.data_dir, config.task, name),
+      _episodes(env, PolicyController(policy, params), source="policy", stats=stats,
+                seeds=range(c.policy_seed_offset, c.policy_seed_offset + c.num_policy),
+                desc=f"{config.task} {name}"),
+      obs_dim=env.task.obs_dim, action_dim=env.task.action_dim, overwrite=True,
+      description=f"{config.task} rollouts of the policy in {os.path.abspath(policy_workdir)}")
+  env.close()
+  stats["seconds"] = time.perf_counter() - start
+  return {"task": config.task, "dataset": path, name: stats}
 
 
 def summary_table(summaries: list[dict]) -> str:

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 workdir="${1:-/tmp/hiwm}"
 python3 -m pip install -q -e .
-MUJOCO_GL="${MUJOCO_GL:-egl}" python3 -m experiments.collect_all --workdir="$workdir"
+MUJOCO_GL="${MUJOCO_GL:-egl}" python3 -m experiments.collect_all --data_dir="$workdir"

@@ -16,7 +16,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_collect_task_writes_readable_datasets(tmp_path):
-  summary = collect.collect_task(push_config.get_config("quick"), str(tmp_path))
+  config = push_config.get_config("quick")
+  config.data_dir = str(tmp_path)
+  summary = collect.collect_task(config)
   demos = data.read_episodes(tmp_path / "push" / "demos")
   play = data.read_episodes(tmp_path / "push" / "play")
   assert len(demos) == summary["demos"]["kept"] == summary["demos"]["successes"] == 3
@@ -52,7 +54,7 @@ def _run(*args, **kwargs):
 
 def test_collect_entry_point_smoke(tmp_path):
   out = _run("experiments.collect", "--config=experiments/configs/push.py:quick",
-             "--config.collect.num_play=1", f"--workdir={tmp_path}")
+             "--config.collect.num_play=1", f"--config.data_dir={tmp_path}")
   assert out.returncode == 0, out.stderr[-2000:]
   assert "| push | 3/3 (100%) | 3 | " in out.stdout
   assert len(data.open_dataset(tmp_path / "push" / "play")) == 1
@@ -63,7 +65,7 @@ def test_collect_entry_point_smoke(tmp_path):
     ("--config=experiments/configs/push.py:quik", "unknown config arg"),
 ])
 def test_bad_config_is_named(tmp_path, flag, message):
-  args = ["--config=experiments/configs/push.py:quick", flag, f"--workdir={tmp_path}"]
+  args = ["--config=experiments/configs/push.py:quick", flag, f"--config.data_dir={tmp_path}"]
   out = _run("experiments.collect", *args)
   assert out.returncode != 0
   assert message in out.stderr
@@ -72,7 +74,7 @@ def test_bad_config_is_named(tmp_path, flag, message):
 def test_killed_collection_leaves_no_dataset_that_looks_whole(tmp_path):
   proc = subprocess.Popen(
       [sys.executable, "-m", "experiments.collect", "--config=experiments/configs/push.py",
-       "--config.collect.num_demos=500", f"--workdir={tmp_path}"],
+       "--config.collect.num_demos=500", f"--config.data_dir={tmp_path}"],
       cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 120
   while not list((tmp_path / "push").glob(".demos.tmp-*")) and time.time() < deadline:

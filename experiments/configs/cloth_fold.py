@@ -1,10 +1,13 @@
-"""The cloth_fold task.
+"""The cloth_fold task: data collection, base policy (few demos), reference policy (many demos).
 
-  python -m experiments.collect --config=experiments/configs/cloth_fold.py --workdir=/tmp/hiwm
-  python -m experiments.collect --config=experiments/configs/cloth_fold.py:quick --workdir=/tmp/hiwm
+  python -m experiments.collect --config=experiments/configs/cloth_fold.py --config.data_dir=/tmp/hiwm
+  python -m experiments.train_policy --config=experiments/configs/cloth_fold.py:backbone=diffusion \
+      --workdir=/tmp/hiwm/runs/cloth_fold_diffusion
+  python -m experiments.eval_policy --workdir=/tmp/hiwm/runs/cloth_fold_diffusion
+  ...py:quick for a smoke run; ...py:many for the data-rich reference policy.
 """
 from experiments.configs import common
 
 
 def get_config(arg=None):
-  return common.task_config("cloth_fold", arg)
+  return common.task_config("cloth_fold", arg, base_demos=10, many_demos=200)

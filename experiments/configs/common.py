@@ -1,38 +1,73 @@
 """Defaults shared by every task's config; a task file overrides what differs.
 
-Config args (after the colon in `--config=...py:ARG`) are comma-separated words:
-`quick` shrinks everything for a smoke run.
+Config args (after the colon in `--config=...py:ARG`) are comma-separated:
+  quick             shrink everything for a smoke run
+  backbone=NAME     the policy backbone: diffusion (default) or flow
+  many              train the policy on many demos (the data-rich reference, not the base)
+
+Datasets live in <data_dir>/<task>/<name>: demos, play, and policy rollouts.
 """
 import ml_collections
 
+from hiwm_jax import policies
 
-def parse_arg(arg: str | None) -> set[str]:
-  words = {w.strip() for w in (arg or "").split(",") if w.strip()}
-  unknown = words - {"quick"}
-  if unknown:
-    raise ValueError(f"unknown config arg(s) {sorted(unknown)}; known: ['quick']")
-  return words
+_FLAGS = {"quick", "many"}
+_KEYS = {"backbone"}
 
 
-def task_config(task: str, arg: str | None = None, **collect_overrides) -> ml_collections.ConfigDict:
-  words = parse_arg(arg)
+def parse_arg(arg: str | None) -> dict:
+  """'quick,backbone=flow' -> {'quick': True, 'backbone': 'flow'}; unknown words fail."""
+  out = {}
+  for word in (w.strip() for w in (arg or "").split(",") if w.strip()):
+    key, _, value = word.partition("=")
+    if (value and key not in _KEYS) or (not value and key not in _FLAGS):
+      raise ValueError(f"unknown config arg {word!r}; known: {sorted(_FLAGS)} and "
+                       f"{sorted(k + '=...' for k in _KEYS)}")
+    out[key] = value or True
+  return out
+
+
+def task_config(task: str, arg: str | None = None, *, base_demos: int, many_demos: int,
+                **collect_overrides) -> ml_collections.ConfigDict:
+  """The full config for one task. base_demos: the few demos the base policy learns from,
+  chosen so it fails often enough to be corrected; many_demos: the data-rich reference."""
+  args = parse_arg(arg)
   config = ml_collections.ConfigDict()
   config.task = task
   config.max_steps = ml_collections.FieldReference(None, field_type=int)  # None: the task's own
+  config.data_dir = "/tmp/hiwm"  # datasets live in <data_dir>/<task>/<name>
 
   # Real-world data: expert demos and "play" (the expert knocked off-nominal and recovering).
   config.collect = ml_collections.ConfigDict(dict(
-      num_demos=50,
+      num_demos=many_demos + many_demos // 10,  # tries; failures are dropped (demos succeed)
       num_play=50,
       demo_seed_offset=0,  # episode i uses seed offset + i; evaluation seeds live elsewhere
       play_seed_offset=100_000,
       play_noise=0.3,  # Gaussian action noise on the expert, per step
       play_random_prefix_max=40,  # each play episode starts with U{0..max} random steps
       play_random_action_prob=0.1,  # later steps are random with this probability
+      num_policy=50,  # with --policy: recorded rollouts of a trained policy
+      policy_seed_offset=200_000,
   ))
   config.collect.update(collect_overrides)
-  if "quick" in words:
-    config.collect.num_demos = 3
-    config.collect.num_play = 2
+
+  config.policy = policies.default_config()
+  config.policy.backbone = args.get("backbone", "diffusion")
+  config.policy_data = ml_collections.ConfigDict(dict(
+      datasets=("demos",), max_episodes=many_demos if args.get("many") else base_demos))
+  config.train = ml_collections.ConfigDict(dict(
+      steps=4000, batch_size=256, lr=1e-3, warmup_steps=200, weight_decay=1e-4, clip_norm=1.0,
+      ema_decay=0.995, seed=0, log_every=100, checkpoint_every=1000,
+      init_from="",  # a policy work directory to fine-tune from (post-training)
+      freeze=(),  # regexes over parameter paths kept fixed when fine-tuning
+  ))
+  config.eval = ml_collections.ConfigDict(dict(num_episodes=50, seed_offset=1_000_000))
+
+  if args.get("quick"):
+    config.collect.update(num_demos=3, num_play=2, num_policy=2)
+    config.policy_data.max_episodes = 3
+    config.train.update(steps=20, batch_size=16, warmup_steps=5, log_every=10,
+                        checkpoint_every=10)
+    config.eval.num_episodes = 2
   config.lock()
   return config

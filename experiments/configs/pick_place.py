@@ -1,10 +1,13 @@
-"""The pick_place task.
+"""The pick_place task: data collection, base policy (few demos), reference policy (many demos).
 
-  python -m experiments.collect --config=experiments/configs/pick_place.py --workdir=/tmp/hiwm
-  python -m experiments.collect --config=experiments/configs/pick_place.py:quick --workdir=/tmp/hiwm
+  python -m experiments.collect --config=experiments/configs/pick_place.py --config.data_dir=/tmp/hiwm
+  python -m experiments.train_policy --config=experiments/configs/pick_place.py:backbone=diffusion \
+      --workdir=/tmp/hiwm/runs/pick_place_diffusion
+  python -m experiments.eval_policy --workdir=/tmp/hiwm/runs/pick_place_diffusion
+  ...py:quick for a smoke run; ...py:many for the data-rich reference policy.
 """
 from experiments.configs import common
 
 
 def get_config(arg=None):
-  return common.task_config("pick_place", arg)
+  return common.task_config("pick_place", arg, base_demos=10, many_demos=200)

@@ -1,10 +1,13 @@
-"""The push task.
+"""The push task: data collection, base policy (few demos), reference policy (many demos).
 
-  python -m experiments.collect --config=experiments/configs/push.py --workdir=/tmp/hiwm
-  python -m experiments.collect --config=experiments/configs/push.py:quick --workdir=/tmp/hiwm
+  python -m experiments.collect --config=experiments/configs/push.py --config.data_dir=/tmp/hiwm
+  python -m experiments.train_policy --config=experiments/configs/push.py:backbone=diffusion \
+      --workdir=/tmp/hiwm/runs/push_diffusion
+  python -m experiments.eval_policy --workdir=/tmp/hiwm/runs/push_diffusion
+  ...py:quick for a smoke run; ...py:many for the data-rich reference policy.
 """
 from experiments.configs import common
 
 
 def get_config(arg=None):
-  return common.task_config("push", arg)
+  return common.task_config("push", arg, base_demos=10, many_demos=200)

@@ -81,7 +81,7 @@ def stats_to_json(stats: Mapping[str, Mapping[str, Any]]) -> dict:
 def stats_from_json(data: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
   """Inverse of `stats_to_json`; raises KeyError/ValueError on a malformed document."""
   out = {}
-  for field in FIELDS:
+  for field in data:  # both FIELDS for a dataset; a policy keeps "observation" only
     s = data[field]
     out[field] = {k: np.asarray(s[k], np.float32) for k in ("mean", "std", "min", "max")}
     out[field]["count"] = int(s["count"])

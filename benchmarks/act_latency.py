@@ -1,6 +1,6 @@
 """Policy `act` latency: jitted, one observation history, on this machine's default device.
 
-  python benchmarks/act_latency.py [--tasks=push] [--backbones=diffusion,flow] [--calls=200]
+  python -m benchmarks.act_latency [--tasks=push] [--backbones=diffusion,flow] [--calls=200]
 Untrained weights (latency does not depend on them); the default config of each task.
 """
 import importlib

@@ -58,27 +58,25 @@ class TaskFns:
     return obs[..., self.obs_layout[name]]
 
 
-def check_action(action: Any, action_dim: int) -> np.ndarray:
-  """Returns the action as float64 [action_dim], or raises ValueError naming the problem."""
-  action = np.asarray(action, dtype=np.float64)
-  if action.shape != (action_dim,):
-    raise ValueError(f"action has shape {action.shape}; expected ({action_dim},)")
-  bad = np.flatnonzero(~np.isfinite(action))
+def _check_vector(name: str, x: Any, dim: int) -> np.ndarray:
+  """Returns x as float64 [dim], or raises ValueError naming the problem."""
+  x = np.asarray(x, dtype=np.float64)
+  if x.shape != (dim,):
+    raise ValueError(f"{name} has shape {x.shape}; expected ({dim},)")
+  bad = np.flatnonzero(~np.isfinite(x))
   if bad.size:
-    raise ValueError(f"action has non-finite values (NaN or inf) at indices {bad.tolist()}: "
-                     f"{action.tolist()}")
-  return action
+    raise ValueError(f"{name} has non-finite values (NaN or inf) at indices {bad.tolist()}: "
+                     f"{x.tolist()}" if name == "action" else
+                     f"{name} has non-finite values (NaN or inf) at indices {bad.tolist()}")
+  return x
+
+
+def check_action(action: Any, action_dim: int) -> np.ndarray:
+  return _check_vector("action", action, action_dim)
 
 
 def check_observation(obs: Any, obs_dim: int) -> np.ndarray:
-  """Returns the observation as float64 [obs_dim], or raises ValueError naming the problem."""
-  obs = np.asarray(obs, dtype=np.float64)
-  if obs.shape != (obs_dim,):
-    raise ValueError(f"observation has shape {obs.shape}; expected ({obs_dim},)")
-  bad = np.flatnonzero(~np.isfinite(obs))
-  if bad.size:
-    raise ValueError(f"observation has non-finite values (NaN or inf) at indices {bad.tolist()}")
-  return obs
+  return _check_vector("observation", obs, obs_dim)
 
 
 class TaskEnv(gymnasium.Env):

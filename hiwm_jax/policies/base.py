@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from hiwm_jax import data
 
@@ -48,6 +49,15 @@ class Policy:
 def normalize_obs(obs: jax.Array, obs_stats: Mapping[str, Any]) -> jax.Array:
   """Mean/std-normalized observations (any leading axes), as float32."""
   return data.normalize(jnp.asarray(obs, jnp.float32), obs_stats).astype(jnp.float32)
+
+
+def check_obs_stats(obs_stats: Mapping[str, Any], obs_dim: int) -> dict[str, np.ndarray]:
+  """The mean/std a policy normalizes with, as float32 [obs_dim]; ValueError if misshapen."""
+  stats = {k: np.asarray(obs_stats[k], np.float32) for k in ("mean", "std")}
+  if any(v.shape != (obs_dim,) for v in stats.values()):
+    raise ValueError(f"obs_stats mean/std must have shape ({obs_dim},); got "
+                     f"{stats['mean'].shape} and {stats['std'].shape}")
+  return stats
 
 
 def check_obs_history(obs_history: jax.Array, history: int, obs_dim: int) -> None:

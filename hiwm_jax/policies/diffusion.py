@@ -196,14 +196,6 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
                      f"{tuple(d.down_dims)}")
 
 
-def _stats(obs_stats: Mapping[str, Any], obs_dim: int) -> dict[str, np.ndarray]:
-  stats = {k: np.asarray(obs_stats[k], np.float32) for k in ("mean", "std")}
-  if any(v.shape != (obs_dim,) for v in stats.values()):
-    raise ValueError(f"obs_stats mean/std must have shape ({obs_dim},); got "
-                     f"{stats['mean'].shape} and {stats['std'].shape}")
-  return stats
-
-
 def _check_batch(batch, h: int, H: int, obs_dim: int, action_dim: int) -> None:
   """Trace-time shape check: a wrong chunk length would otherwise broadcast or fail deep inside."""
   obs, act = tuple(np.shape(batch["observation"])), tuple(np.shape(batch["action"]))
@@ -217,7 +209,7 @@ def make(config: ml_collections.ConfigDict, obs_dim: int, action_dim: int,
   """A diffusion policy for `config` (history, chunk, execute, diffusion) and these shapes."""
   _check_config(config)
   d, h, H = config.diffusion, config.history, config.chunk
-  stats = _stats(obs_stats, obs_dim)
+  stats = base.check_obs_stats(obs_stats, obs_dim)
   net = ConditionalUnet1D(action_dim, tuple(d.down_dims), d.kernel_size, d.num_groups,
                           d.timestep_embed_dim)
   abar = alphas_cumprod(d)

@@ -211,14 +211,6 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
                      f"{f.time_beta_a} and {f.time_max}")
 
 
-def _stats(obs_stats: Mapping[str, Any], obs_dim: int) -> dict[str, np.ndarray]:
-  stats = {k: np.asarray(obs_stats[k], np.float32) for k in ("mean", "std")}
-  if any(v.shape != (obs_dim,) for v in stats.values()):
-    raise ValueError(f"obs_stats mean/std must have shape ({obs_dim},); got "
-                     f"{stats['mean'].shape} and {stats['std'].shape}")
-  return stats
-
-
 def sample_time(rng: jax.Array, batch_size: int, f: ml_collections.ConfigDict) -> jax.Array:
   """Training flow times [B] in [0, 1); 0 is noise.
 
@@ -236,7 +228,7 @@ def make(config: ml_collections.ConfigDict, obs_dim: int, action_dim: int,
   """A flow-matching policy for `config` (history, chunk, execute, flow) and these shapes."""
   _check_config(config)
   f, h, H = config.flow, config.history, config.chunk
-  stats = _stats(obs_stats, obs_dim)
+  stats = base.check_obs_stats(obs_stats, obs_dim)
   net = FlowTransformer(action_dim, f.width, f.depth, f.heads, f.mlp_ratio)
   num_steps = f.num_inference_steps
 

@@ -359,3 +359,81 @@ def test_windows_over_a_read_dataset(small):
   b = next(in_memory.all_windows())
   for k in a:
     np.testing.assert_array_equal(a[k], b[k])
+
+
+# --- correction metadata ----------------------------------------------------------------------
+
+_CORRECTION = {"node": 3, "branch": 7, "parent_branch": 2, "rollback_step": 12, "branch_index": 1,
+               "corrector": "scripted", "wm_checkpoint": "/wm/ckpt/9", "verdict_success": True,
+               "verdict_progress": 0.1, "verdict_risk": 0.25}
+
+
+def test_correction_metadata_defaults_and_float32():
+  ep = _episode(np.random.default_rng(6), 3, source="world_model_correction",
+                intervention=[1, 3, 2], correction={"branch": 4, "verdict_progress": 0.1})
+  meta = ep["episode_metadata"]
+  assert meta == {"task": "push", "seed": 0, "source": "world_model_correction", "success": True,
+                  **rlds.CORRECTION_DEFAULTS, "branch": 4,
+                  "verdict_progress": float(np.float32(0.1))}
+  data.check_episode(ep, obs_dim=39, action_dim=4)
+
+
+@pytest.mark.parametrize("correction, message", [
+    ({"parent": 1}, "unknown correction metadata ['parent']"),
+    ({"node": 1.0}, "correction metadata 'node' must be an int64 integer; got 1.0"),
+    ({"verdict_success": 1}, "'verdict_success' must be a bool"),
+    ({"verdict_risk": float("nan")}, "'verdict_risk' must be a finite float"),
+    ({"corrector": None}, "'corrector' must be a str"),
+])
+def test_correction_metadata_rejects(correction, message):
+  with pytest.raises(ValueError) as e:
+    _episode(np.random.default_rng(7), 3, correction=correction)
+  assert message in str(e.value)
+
+
+def test_check_episode_wants_all_or_no_correction_fields():
+  ep = _episode(np.random.default_rng(8), 3, correction=_CORRECTION)
+  ep["episode_metadata"]["verdict_risk"] = 0.1  # not a float32
+  with pytest.raises(ValueError, match="would not read back as written"):
+    data.check_episode(ep, obs_dim=39, action_dim=4)
+  del ep["episode_metadata"]["corrector"]
+  with pytest.raises(ValueError, match="expected none or all of"):
+    data.check_episode(ep, obs_dim=39, action_dim=4)
+
+
+def test_mixed_dataset_round_trip(tmp_path):
+  rng = np.random.default_rng(9)
+  episodes = [_episode(rng, 4), _episode(rng, 5, source="world_model_correction",
+                                         intervention=[1, 1, 3, 2, 2], correction=_CORRECTION),
+              _episode(rng, 2, source="world_model_correction", intervention=[2, 2])]
+  data.write_dataset(tmp_path / "ds", episodes, obs_dim=39, action_dim=4)
+  back = data.read_episodes(tmp_path / "ds")
+  _assert_episodes_equal(back, episodes)
+  assert [len(e["episode_metadata"]) for e in back] == [4, 14, 4]
+
+
+def test_dataset_from_before_correction_metadata_reads(tmp_path, monkeypatch):
+  """A dataset written with only task/seed/source/success features still reads as before."""
+  info = rlds._Builder._info
+
+  def old_info(self):
+    new = info(self)
+    steps = new.features["steps"]
+    meta = {"task": rlds.tfds.features.Text(),
+            "seed": rlds.tfds.features.Scalar(dtype=np.int64),
+            "source": rlds.tfds.features.Text(),
+            "success": rlds.tfds.features.Scalar(dtype=np.bool_)}
+    features = rlds.tfds.features.FeaturesDict({"steps": steps, "episode_metadata": meta})
+    return rlds.tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True)
+
+  def old_examples(self):
+    yield from enumerate(self._episodes)
+
+  monkeypatch.setattr(rlds._Builder, "_info", old_info)
+  monkeypatch.setattr(rlds._Builder, "_generate_examples", old_examples)
+  episodes = [_episode(np.random.default_rng(10), 3)]
+  data.write_dataset(tmp_path / "old", episodes, obs_dim=39, action_dim=4)
+  monkeypatch.undo()
+  with open(tmp_path / "old" / "features.json") as f:
+    assert "has_correction" not in f.read()
+  _assert_episodes_equal(data.read_episodes(tmp_path / "old"), episodes)

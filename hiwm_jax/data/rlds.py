@@ -36,6 +36,15 @@ _DEFAULT_LABEL = {"demo": DEMO, "play": DEMO, "policy": POLICY}
 STEP_DTYPES = {"observation": np.float32, "action": np.float32, "reward": np.float32,
                "discount": np.float32, "is_first": np.bool_, "is_last": np.bool_,
                "is_terminal": np.bool_, "intervention": np.int32}
+# Optional episode metadata of a world-model correction (session.export): where in the
+# intervention tree it came from and what the WM judged. An episode has all of them or none;
+# unset ones take these defaults. On disk every episode stores them (defaults when absent) and a
+# `has_correction` flag, so datasets written before these fields existed read as before.
+# Floats are stored as float32 (TFDS examples hold float32), so make_episode rounds them to it.
+CORRECTION_DEFAULTS = {"node": -1, "branch": -1, "parent_branch": -1, "rollback_step": -1,
+                       "branch_index": -1, "corrector": "", "wm_checkpoint": "",
+                       "verdict_success": False, "verdict_progress": 0.0, "verdict_risk": 0.0}
+_BASE_METADATA = ("task", "seed", "source", "success")
 STATS_FILE = "normalization.json"
 _NAME, _VERSION = "hiwm_episodes", "1.0.0"
 _REMEDY = "re-run experiments/collect.py to rebuild it"
@@ -46,11 +55,13 @@ class DatasetError(ValueError):
 
 
 def make_episode(observations, actions, *, task: str, seed: int, source: str, success: bool,
-                 terminated: bool, rewards=None, intervention=None) -> dict:
+                 terminated: bool, rewards=None, intervention=None,
+                 correction: Mapping[str, Any] | None = None) -> dict:
   """Builds an RLDS episode from observations [T+1, obs_dim] and actions [T, A].
 
   rewards: [T] (default zeros). intervention: [T] labels (default from source; required for
-  "world_model_correction"). Raises ValueError naming the problem.
+  "world_model_correction"). correction: some of CORRECTION_DEFAULTS' fields, added (all of
+  them, defaults filled) to the episode metadata. Raises ValueError naming the problem.
   """
   obs = _float_array("observations", observations, ndim=2)  # [T+1, obs_dim]
   act = _float_array("actions", actions, ndim=2)  # [T, A]
@@ -59,6 +70,8 @@ def make_episode(observations, actions, *, task: str, seed: int, source: str, su
     raise ValueError(f"need observations [T+1, obs_dim] and actions [T, A] with T >= 1; got "
                      f"observations {obs.shape} and actions {act.shape}")
   metadata = _metadata(task, seed, source, success)
+  if correction is not None:
+    metadata.update(_correction(correction))
   rew = np.zeros(T, np.float32) if rewards is None else _float_array("rewards", rewards, ndim=1)
   if rew.shape != (T,):
     raise ValueError(f"rewards has shape {rew.shape}; expected ({T},)")
@@ -97,7 +110,14 @@ def check_episode(episode: Mapping[str, Any], obs_dim: int, action_dim: int) -> 
     raise ValueError(f"episode has {n} steps or misplaced is_first/is_last; build it with "
                      "make_episode")
   meta = episode.get("episode_metadata", {})
-  _metadata(**{k: meta.get(k) for k in ("task", "seed", "source", "success")})
+  _metadata(**{k: meta.get(k) for k in _BASE_METADATA})
+  extra = set(meta) - set(_BASE_METADATA)
+  if extra and extra != set(CORRECTION_DEFAULTS):
+    raise ValueError(f"episode metadata has fields {sorted(extra)} beyond {list(_BASE_METADATA)}; "
+                     f"expected none or all of {sorted(CORRECTION_DEFAULTS)}")
+  if extra and _correction({k: meta[k] for k in extra}) != {k: meta[k] for k in extra}:
+    raise ValueError("correction metadata would not read back as written (floats are stored "
+                     "as float32); build the episode with make_episode")
 
 
 def write_dataset(path, episodes: Iterable[Mapping[str, Any]], *, obs_dim: int,
@@ -219,7 +239,10 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     features = {
         "steps": tfds.features.Dataset(steps),
         "episode_metadata": {"task": tfds.features.Text(), "seed": scalar(np.int64),
-                             "source": tfds.features.Text(), "success": scalar(np.bool_)},
+                             "source": tfds.features.Text(), "success": scalar(np.bool_),
+                             "has_correction": scalar(np.bool_),
+                             **{k: _CORRECTION_FEATURES[type(v)]()
+                                for k, v in CORRECTION_DEFAULTS.items()}},
     }
     return tfds.core.DatasetInfo(builder=self, description=self._description,
                                  features=tfds.features.FeaturesDict(features),
@@ -235,7 +258,16 @@ class _Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return {"train": self._generate_examples()}
 
   def _generate_examples(self):
-    yield from enumerate(self._episodes)
+    for i, episode in enumerate(self._episodes):
+      meta = episode["episode_metadata"]
+      stored = {**CORRECTION_DEFAULTS, **meta, "has_correction": "branch" in meta}
+      yield i, {"steps": episode["steps"], "episode_metadata": stored}
+
+
+_CORRECTION_FEATURES = {int: lambda: tfds.features.Scalar(dtype=np.int64),
+                        float: lambda: tfds.features.Scalar(dtype=np.float32),
+                        bool: lambda: tfds.features.Scalar(dtype=np.bool_),
+                        str: tfds.features.Text}
 
 
 def _checked(episodes, obs_dim, action_dim, stats) -> Iterator[Mapping[str, Any]]:
@@ -320,7 +352,47 @@ def _metadata(task, seed, source, success) -> dict:
   return {"task": task, "seed": int(seed), "source": source, "success": bool(success)}
 
 
+def _is_int64(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) \
+      and -2**63 <= int(v) < 2**63
+
+
+def _is_float32(v) -> bool:
+  if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, (bool, np.bool_)):
+    return False
+  with np.errstate(over="ignore"):  # too large for float32 is inf, rejected here
+    return bool(np.isfinite(np.float32(v)))
+
+
+# Type of a correction field's default -> (check, what it must be, conversion for storage).
+_CORRECTION_TYPES = {
+    int: (_is_int64, "an int64 integer", int),
+    float: (_is_float32, "a finite float (float32)", lambda v: float(np.float32(v))),
+    bool: (lambda v: isinstance(v, (bool, np.bool_)), "a bool", bool),
+    str: (lambda v: isinstance(v, str), "a str", str),
+}
+
+
+def _correction(fields: Mapping[str, Any]) -> dict:
+  """All correction metadata fields: `fields` checked and converted, defaults for the rest."""
+  unknown = sorted(set(fields) - set(CORRECTION_DEFAULTS))
+  if unknown:
+    raise ValueError(f"unknown correction metadata {unknown}; known: "
+                     f"{sorted(CORRECTION_DEFAULTS)}")
+  out = dict(CORRECTION_DEFAULTS)
+  for k, v in fields.items():
+    check, want, convert = _CORRECTION_TYPES[type(CORRECTION_DEFAULTS[k])]
+    if not check(v):
+      raise ValueError(f"correction metadata {k!r} must be {want}; got {v!r}")
+    out[k] = convert(v)
+  return out
+
+
 def _decode_metadata(meta: Mapping[str, Any]) -> dict:
   text = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)
-  return {"task": text(meta["task"]), "seed": int(meta["seed"]),
-          "source": text(meta["source"]), "success": bool(meta["success"])}
+  out = {"task": text(meta["task"]), "seed": int(meta["seed"]),
+         "source": text(meta["source"]), "success": bool(meta["success"])}
+  if meta.get("has_correction", False):  # datasets from before these fields have no flag
+    out.update({k: text(meta[k]) if isinstance(v, str) else type(v)(meta[k])
+                for k, v in CORRECTION_DEFAULTS.items()})
+  return out

@@ -1,0 +1,65 @@
+"""Kept branches of a session -> an RLDS corrective dataset (source "world_model_correction").
+
+Each branch becomes one episode: its observations and actions, its per-step labels (policy /
+intervention / pre-intervention) and, in the episode metadata, where it sits in the tree and what
+the world model judged, so a trainer can weight or filter corrections without the session.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from hiwm_jax.data import rlds
+from hiwm_jax.session.tree import Branch, Session
+
+
+def branch_episode(session: Session, branch: Branch, *, task: str, seed: int) -> dict:
+  """One branch as an RLDS episode; success and terminal are the world model's verdict."""
+  node = session.node_info(branch.node)  # {id, parent, step}
+  success = bool(_final(branch.verdict["success"]))
+  meta = branch.meta
+  correction = {
+      "node": branch.node, "branch": branch.id,
+      "parent_branch": -1 if node["parent"] is None else node["parent"],
+      "rollback_step": branch.rollback_step,
+      "branch_index": int(meta.get("branch_index", -1)),
+      "corrector": str(meta.get("corrector", "")),
+      "wm_checkpoint": str(meta.get("wm_checkpoint", "")),
+      "verdict_success": success,
+      "verdict_progress": float(_final(branch.verdict["progress"])),
+      "verdict_risk": float(_final(branch.verdict["risk"])),
+  }
+  return rlds.make_episode(branch.observations, branch.actions, task=task, seed=seed,
+                           source="world_model_correction", success=success, terminated=success,
+                           intervention=branch.labels, correction=correction)
+
+
+def export_corrections(session: Session, branch_ids: Iterable[int], path, task: str, *,
+                       seed: int | None = None, description: str = "",
+                       overwrite: bool = False) -> str:
+  """Writes branches `branch_ids` (in that order) as an RLDS dataset at `path` (atomically).
+
+  seed: the episodes' seed (default: the session meta's "seed", else 0). Returns the path.
+  """
+  ids = list(branch_ids)
+  if not ids:
+    raise ValueError("export_corrections got no branch ids; nothing to export")
+  unknown = [i for i in ids if i not in session.branches()]
+  if unknown:
+    raise ValueError(f"branches {unknown} are not in session {session.path}; its branches: "
+                     f"{session.branches()}")
+  seed = int(session.meta.get("seed", 0)) if seed is None else seed
+  first = session.branch(ids[0])
+  obs_dim, action_dim = first.observations.shape[1], first.actions.shape[1]
+  episodes = (branch_episode(session, session.branch(i), task=task, seed=seed) for i in ids)
+  return rlds.write_dataset(path, episodes, obs_dim=obs_dim, action_dim=action_dim,
+                            description=description or f"corrections from session "
+                                                       f"{session.path}",
+                            overwrite=overwrite)
+
+
+def _final(x) -> np.ndarray:
+  """A verdict entry's value on the final state: a scalar as is, a per-step array's last entry."""
+  x = np.asarray(x)
+  return x.reshape(-1)[-1] if x.ndim else x

@@ -1,0 +1,176 @@
+"""The world model's pure carry API: init / step / observe / judge (and a scanned rollout).
+
+    state = wm.init(params, obs_history)       # real observations [h, obs_dim], task units
+    state = wm.step(params, state, action)     # one control step; jit/vmap/scan-able
+    obs   = wm.observe(params, state)          # [obs_dim], task units: what policy and person see
+    out   = wm.judge(params, state)            # {success, progress, risk, valid}
+
+`WMState` holds arrays only, so a snapshot is a reference, rollback is indexing a scan's
+stacked states, and K branches are the state broadcast along a new leading axis.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hiwm_jax.envs.base import TaskFns
+from hiwm_jax.world_model.model import Ensemble, broadcast_members
+from hiwm_jax.world_model.structure import ObsStructure, obs_structure
+
+Params = Any
+
+
+@flax.struct.dataclass
+class WMState:
+  obs_history: jax.Array  # [h, obs_dim] float32, normalized units; [-1] is the current obs
+  risk: jax.Array  # [] float32, ensemble disagreement of the step that made obs_history[-1]
+  step: jax.Array  # [] int32, control steps taken since init
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: hashable by identity, for jax.jit
+class WorldModel:
+  """A task's world model: its network and the constants its pure functions close over.
+
+  Attributes:
+    obs_stats: {"mean", "std"} float32 [obs_dim] that states are normalized with.
+    delta_std: float32 [P] a typical step's change of each predicted dim, normalized units.
+    risk_scale: disagreement that counts as risk 1 (calibrated on training data).
+  """
+  task: TaskFns
+  history: int
+  module: Ensemble
+  obs_stats: Mapping[str, np.ndarray]
+  delta_std: np.ndarray
+  risk_scale: float = 1.0
+
+  @property
+  def obs_dim(self) -> int:
+    return self.task.obs_dim
+
+  @property
+  def action_dim(self) -> int:
+    return self.task.action_dim
+
+  @property
+  def ensemble_size(self) -> int:
+    return self.module.size
+
+  @functools.cached_property  # trace-time index arrays, built once
+  def structure(self) -> ObsStructure:
+    return obs_structure(self.task)
+
+  # ------------------------------------------------------------------ the carry API
+
+  def init(self, params: Params, obs_history) -> WMState:
+    del params  # the state is the observations; kept for the uniform signature
+    obs_history = jnp.asarray(obs_history, jnp.float32)
+    if obs_history.shape != (self.history, self.obs_dim):
+      raise ValueError(f"obs_history has shape {tuple(obs_history.shape)}; expected "
+                       f"({self.history}, {self.obs_dim}) = (history, obs_dim) for the "
+                       f"{self.task.name} world model")
+    return WMState(obs_history=self.normalize(obs_history), risk=jnp.zeros((), jnp.float32),
+                   step=jnp.zeros((), jnp.int32))
+
+  def step(self, params: Params, state: WMState, action) -> WMState:
+    action = jnp.asarray(action, jnp.float32)
+    if action.shape != (self.action_dim,):
+      raise ValueError(f"action has shape {tuple(action.shape)}; expected ({self.action_dim},)")
+    out = self.apply_members(params, broadcast_members(state.obs_history, self.ensemble_size),
+                             broadcast_members(action, self.ensemble_size))  # [E, P]
+    history = jnp.concatenate([state.obs_history[1:], self.advance(state.obs_history,
+                                                                   out.mean(0))[None]])
+    return WMState(obs_history=history, risk=self.disagreement(out) / self.risk_scale,
+                   step=state.step + 1)
+
+  def observe(self, params: Params, state: WMState) -> jax.Array:
+    del params
+    return self.unnormalize(state.obs_history[-1])  # [obs_dim]
+
+  def judge(self, params: Params, state: WMState) -> dict[str, jax.Array]:
+    """The task's own success predicate and progress on the observed state, and risk.
+
+    A state with any non-finite number is invalid: never successful, progress 0, risk inf.
+    """
+    obs = self.observe(params, state)
+    valid = jnp.all(jnp.isfinite(state.obs_history)) & jnp.isfinite(state.risk)
+    safe = jnp.where(valid, obs, 0.0)  # predicates see finite numbers either way
+    return {"success": jnp.asarray(self.task.success(safe), bool) & valid,
+            "progress": jnp.where(valid, jnp.clip(self.task.progress(safe), 0.0, 1.0), 0.0),
+            "risk": jnp.where(valid, state.risk, jnp.inf),
+            "valid": valid}
+
+  def rollout(self, params: Params, state: WMState, actions) -> WMState:
+    """Steps through actions [T, A]; returns the T states after each step, stacked [T, ...]."""
+    def body(carry, action):
+      nxt = self.step(params, carry, action)
+      return nxt, nxt
+    return jax.lax.scan(body, state, jnp.asarray(actions, jnp.float32))[1]
+
+  # ------------------------------------------------------------------ pieces (training uses them)
+
+  def initial_history(self, obs) -> np.ndarray:
+    """[h, obs_dim] from one observation [obs_dim]: the first observation repeated."""
+    return np.repeat(np.asarray(obs, np.float32)[None], self.history, axis=0)
+
+  def normalize(self, obs):
+    return (obs - self.obs_stats["mean"]) / self.obs_stats["std"]
+
+  def unnormalize(self, obs):
+    return obs * self.obs_stats["std"] + self.obs_stats["mean"]
+
+  def apply_members(self, params: Params, history, action) -> jax.Array:
+    """Members' outputs [E, ..., P] from histories [E, ..., h, obs_dim] and actions [E, ..., A]."""
+    hist = history[..., self.structure.predicted]  # [..., h, P]
+    # The last observation and the recent steps' changes in typical-step units: motion is
+    # a small difference of large positions, too ill-conditioned to leave to the first layer.
+    motion = jnp.diff(hist, axis=-2) / self.delta_std  # [..., h-1, P]
+    features = jnp.concatenate([motion, hist[..., -1:, :]], axis=-2)  # [..., h, P]
+    return self.module.apply(params, features, jnp.clip(action, -1.0, 1.0))
+
+  def advance(self, history, out) -> jax.Array:
+    """The next normalized observation [..., D] from history [..., h, D] and output [..., P]."""
+    s = self.structure
+    last = history[..., -1, :]
+    nxt = last.at[..., s.predicted].add(out * self.delta_std)
+    if s.copy_to.size:
+      mean, std = self.obs_stats["mean"], self.obs_stats["std"]
+      raw = last[..., s.copy_from] * std[s.copy_from] + mean[s.copy_from]
+      nxt = nxt.at[..., s.copy_to].set((raw - mean[s.copy_to]) / std[s.copy_to])
+    return nxt
+
+  @staticmethod
+  def disagreement(out) -> jax.Array:
+    """RMS over dims of the members' std [E, ..., P] -> [...], in typical-step units."""
+    return jnp.sqrt(jnp.mean(jnp.var(out, axis=0), axis=-1))
+
+
+def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
+         risk_scale: float = 1.0) -> WorldModel:
+  """A world model from the `world_model` config section and the training data's statistics."""
+  structure = obs_structure(task)
+  stats = {k: np.asarray(obs_stats[k], np.float32) for k in ("mean", "std")}
+  delta_std = np.asarray(delta_std, np.float32)
+  if any(v.shape != (task.obs_dim,) for v in stats.values()):
+    raise ValueError(f"obs_stats mean/std must have shape ({task.obs_dim},); got "
+                     f"{stats['mean'].shape} and {stats['std'].shape}")
+  if delta_std.shape != structure.predicted.shape:
+    raise ValueError(f"delta_std must have shape {structure.predicted.shape}; got "
+                     f"{delta_std.shape}")
+  if config.history < 1 or config.ensemble_size < 1:
+    raise ValueError(f"world_model.history and ensemble_size must be >= 1; got "
+                     f"{config.history} and {config.ensemble_size}")
+  module = Ensemble(size=config.ensemble_size, hidden=tuple(config.hidden),
+                    out_dim=int(structure.predicted.size))
+  return WorldModel(task=task, history=config.history, module=module, obs_stats=stats,
+                    delta_std=delta_std, risk_scale=float(risk_scale))
+
+
+def init_params(wm: WorldModel, rng: jax.Array) -> Params:
+  e, p = wm.ensemble_size, wm.structure.predicted.size
+  return wm.module.init(rng, jnp.zeros((e, wm.history, p)), jnp.zeros((e, wm.action_dim)))

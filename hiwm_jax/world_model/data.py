@@ -1,0 +1,101 @@
+"""The world model's data: the configured datasets, split by episode, as unrolled windows.
+
+A window is an observation history ending at step t, the next `unroll` actions and the
+`unroll` observations they led to, with a mask where the episode ended first.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+import numpy as np
+
+from hiwm_jax import data
+from hiwm_jax.data import normalization
+
+
+def dataset_path(config: ml_collections.ConfigDict, name: str) -> str:
+  return os.path.join(config.data_dir, config.task, name)
+
+
+def missing_dataset_message(config: ml_collections.ConfigDict, name: str) -> str:
+  how = (f"python -m experiments.collect --config=experiments/configs/{config.task}.py "
+         "--policy=<policy workdir>" if name == "policy" else
+         f"python -m experiments.collect --config=experiments/configs/{config.task}.py")
+  return (f"world-model dataset {name!r} is missing: no dataset at "
+          f"{dataset_path(config, name)}; create it with `{how}`, or list it in "
+          "--config.wm_data.optional to train without it")
+
+
+def load_split(config: ml_collections.ConfigDict) -> tuple[list[dict], list[dict], dict]:
+  """(train episodes, held-out episodes, {dataset: count used}) from config.wm_data.
+
+  Each listed dataset's last `holdout_fraction` episodes (at least one, if it has two) are
+  held out. A missing dataset fails with the command that creates it, unless it is optional.
+  """
+  cfg = config.wm_data
+  unknown = set(cfg.optional) - set(cfg.datasets)
+  if unknown:
+    raise ValueError(f"wm_data.optional names {sorted(unknown)}, which wm_data.datasets "
+                     f"{list(cfg.datasets)} does not list")
+  train, held_out, used = [], [], {}
+  for name in cfg.datasets:
+    path = dataset_path(config, name)
+    if not os.path.isdir(path):
+      if name in cfg.optional:
+        print(f"note: optional world-model dataset {name!r} not found at {path}; skipped")
+        continue
+      raise FileNotFoundError(missing_dataset_message(config, name))
+    dataset = data.open_dataset(path)
+    count = len(dataset) if cfg.max_episodes is None else min(cfg.max_episodes, len(dataset))
+    episodes = [dataset[i] for i in range(count)]
+    n_out = int(np.ceil(cfg.holdout_fraction * count)) if count > 1 else 0
+    train += episodes[:count - n_out]
+    held_out += episodes[count - n_out:]
+    used[name] = count
+  if not train:
+    raise ValueError(f"no training episodes in {list(cfg.datasets)} under "
+                     f"{os.path.join(config.data_dir, config.task)}")
+  return train, held_out, used
+
+
+def delta_std(episodes: Sequence[Mapping[str, Any]], obs_stats, predicted) -> np.ndarray:
+  """Std [P] of one step's change of the predicted dims, in normalized units (floored)."""
+  deltas = np.concatenate([np.diff(normalization.normalize(
+      ep["steps"]["observation"], obs_stats)[:, predicted], axis=0) for ep in episodes])
+  return np.maximum(deltas.std(0), 1e-3).astype(np.float32)
+
+
+class UnrollSampler:
+  """Windows (history h, then `unroll` actions and next observations) over episodes."""
+
+  def __init__(self, episodes: Sequence[Mapping[str, Any]], *, history: int, unroll: int):
+    steps = [ep["steps"] for ep in episodes]
+    self.history, self.unroll = history, unroll
+    self._obs = np.concatenate([s["observation"] for s in steps])  # [N, D]
+    self._act = np.concatenate([s["action"] for s in steps])  # [N, A]
+    num_actions = np.array([len(s["observation"]) - 1 for s in steps])  # [E]
+    first_step = np.cumsum(num_actions + 1) - num_actions - 1  # [E]
+    episode = np.repeat(np.arange(len(steps)), num_actions)  # [W]
+    t = np.arange(num_actions.sum()) - (np.cumsum(num_actions) - num_actions)[episode]
+    self._first = first_step[episode]  # [W]
+    self._index = self._first + t  # [W] flat index of the window's current step
+    self._last_obs = self._first + num_actions[episode]  # [W] flat index of the final obs
+
+  def __len__(self) -> int:
+    return len(self._index)
+
+  def batch(self, windows) -> dict[str, np.ndarray]:
+    """Windows [...] (any index shape, e.g. [E, B]) -> arrays with those leading axes."""
+    windows = np.asarray(windows)
+    t = self._index[windows][..., None]  # [..., 1]
+    hist = np.maximum(t + np.arange(1 - self.history, 1), self._first[windows][..., None])
+    nxt = t + 1 + np.arange(self.unroll)  # [..., K]
+    last = self._last_obs[windows][..., None]
+    return {
+        "history": self._obs[hist],  # [..., h, D]
+        "action": self._act[np.minimum(nxt - 1, last - 1)],  # [..., K, A]
+        "next_obs": self._obs[np.minimum(nxt, last)],  # [..., K, D]
+        "mask": nxt <= last,  # [..., K]
+    }

@@ -1,0 +1,99 @@
+"""Judging the world model against the real world (held-out simulator episodes).
+
+open_loop_errors: from real histories, replay the real actions open loop; position error in cm
+at fixed horizons, beside the copy-the-last-observation baseline.
+success_agreement: replay each whole episode from its first real observation; does the WM's
+`judge` call success where the simulator did?
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hiwm_jax.world_model.core import WorldModel
+
+
+def _pad(x: np.ndarray, length: int) -> np.ndarray:
+  """x [T, ...] cut or zero-padded to [length, ...]."""
+  out = np.zeros((length,) + x.shape[1:], x.dtype)
+  out[:min(length, len(x))] = x[:length]
+  return out
+
+
+def _rollouts(wm: WorldModel, params, histories, actions) -> np.ndarray:
+  """(observations [N, T, D] in task units, judged success [N, T]) after each of actions
+  [N, T, A] from histories [N, h, D]."""
+  def one(history, acts):
+    states = wm.rollout(params, wm.init(params, history), acts)
+    return jax.vmap(lambda s: wm.observe(params, s))(states), jax.vmap(
+        lambda s: wm.judge(params, s)["success"])(states)
+  return jax.jit(jax.vmap(one))(jnp.asarray(histories), jnp.asarray(actions))
+
+
+def position_error_cm(wm: WorldModel, pred, true) -> dict[str, np.ndarray]:
+  """{field: mean Euclidean error over its points, cm} plus "positions": the mean of fields."""
+  out = {}
+  for name, s in wm.structure.positions:
+    diff = (pred[..., s] - true[..., s]).reshape(*pred.shape[:-1], -1, 3)
+    out[name] = 100.0 * np.linalg.norm(diff, axis=-1).mean(-1)
+  out["positions"] = np.mean([out[name] for name, _ in wm.structure.positions], axis=0)
+  return out
+
+
+def open_loop_errors(wm: WorldModel, params, episodes: Sequence[dict],
+                     horizons: Sequence[int] = (1, 10, 50), stride: int = 10) -> dict:
+  """{horizon: {field: {"wm": cm, "copy_last": cm}, "starts": n}} over held-out episodes.
+
+  Open-loop rollouts start every `stride` steps of every episode (from its real history);
+  a horizon counts the starts whose episode still runs that many steps later.
+  """
+  length = max(horizons)
+  hists, acts, targets, lasts, valid = [], [], [], [], []
+  for ep in episodes:
+    obs, action = ep["steps"]["observation"], ep["steps"]["action"][:-1]  # [T+1, D], [T, A]
+    T = len(action)
+    for s in range(0, T, stride):
+      idx = np.maximum(np.arange(s - wm.history + 1, s + 1), 0)
+      hists.append(obs[idx])
+      acts.append(_pad(action[s:], length))
+      targets.append(_pad(obs[s + 1:], length))
+      lasts.append(obs[s])
+      valid.append(np.arange(1, length + 1) <= T - s)
+  pred, _ = _rollouts(wm, params, np.stack(hists), np.stack(acts))
+  targets, valid = np.stack(targets), np.stack(valid)  # [N, L, D], [N, L]
+  copy = np.broadcast_to(np.stack(lasts)[:, None], targets.shape)
+  wm_err = position_error_cm(wm, np.asarray(pred), targets)
+  copy_err = position_error_cm(wm, copy, targets)
+  out = {}
+  for h in horizons:
+    ok = valid[:, h - 1]
+    out[h] = {"starts": int(ok.sum())}
+    for field in wm_err:
+      out[h][field] = {"wm": float(wm_err[field][ok, h - 1].mean()),
+                       "copy_last": float(copy_err[field][ok, h - 1].mean())}
+  return out
+
+
+def success_agreement(wm: WorldModel, params, episodes: Sequence[dict]) -> dict:
+  """Replays each episode's actions from its first real observation; the WM's success
+  (judge's success at any step, as the simulator's episode success) against the real one."""
+  length = max(len(ep["steps"]["action"]) - 1 for ep in episodes)
+  hists = np.stack([wm.initial_history(ep["steps"]["observation"][0]) for ep in episodes])
+  acts = np.stack([_pad(ep["steps"]["action"][:-1], length) for ep in episodes])
+  mask = np.stack([np.arange(length) < len(ep["steps"]["action"]) - 1 for ep in episodes])
+  _, success = _rollouts(wm, params, hists, acts)
+  wm_success = np.any(np.asarray(success) & mask, axis=1)
+  real = np.array([ep["episode_metadata"]["success"] for ep in episodes])
+  sources = np.array([ep["episode_metadata"]["source"] for ep in episodes])
+  tpr = float(np.mean(wm_success[real])) if real.any() else float("nan")
+  tnr = float(np.mean(~wm_success[~real])) if (~real).any() else float("nan")
+  return {"episodes": len(episodes), "real_successes": int(real.sum()),
+          "real_failures": int((~real).sum()), "agreement": float(np.mean(wm_success == real)),
+          "balanced_accuracy": float(np.nanmean([tpr, tnr])), "true_positive_rate": tpr,
+          "true_negative_rate": tnr,
+          "by_source": {str(s): float(np.mean((wm_success == real)[sources == s]))
+                        for s in np.unique(sources)},
+          "wm_success": wm_success.tolist(), "real_success": real.tolist()}

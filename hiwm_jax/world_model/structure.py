@@ -1,0 +1,47 @@
+"""Which parts of a task's observation the world model predicts, carries or copies.
+
+Learning what the simulator guarantees only adds error that compounds over a rollout, so:
+  carried  constant within an episode (a goal, zero padding): kept from the last observation;
+  copied   a deterministic copy of the previous observation (Meta-World's previous frame);
+  predicted  everything else: the network's residual output, and its input history.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from hiwm_jax.envs.base import TaskFns
+
+# Per task: layout fields carried, and (field, source field) copies of the previous observation.
+_CARRIED = {"pick_place": ("object2_pad", "goal_pos"), "push": ("object2_pad", "goal_pos")}
+_COPIED = {"pick_place": (("previous_frame", slice(0, 18)),),
+           "push": (("previous_frame", slice(0, 18)),)}
+# Fields that are positions in metres: open-loop error is reported on these, in cm.
+_POSITIONS = {"pick_place": ("hand_pos", "object_pos"), "push": ("hand_pos", "object_pos"),
+              "cloth_fold": ("gripper_pos", "cloth_verts")}
+
+
+@dataclasses.dataclass(frozen=True)
+class ObsStructure:
+  """Index arrays over [obs_dim]; every dimension is in exactly one of the three groups."""
+  predicted: np.ndarray  # [P] dims the network predicts (and reads)
+  copy_to: np.ndarray  # [C] dims that take the previous observation's ...
+  copy_from: np.ndarray  # [C] ... dims, raw units
+  positions: tuple[tuple[str, slice], ...]  # (field, slice) of xyz positions, metres
+
+
+def _dims(s: slice) -> np.ndarray:
+  return np.arange(s.start, s.stop)
+
+
+def obs_structure(task: TaskFns) -> ObsStructure:
+  layout = task.obs_layout
+  carried = [_dims(layout[f]) for f in _CARRIED.get(task.name, ())]
+  copy_to = [_dims(layout[f]) for f, _ in _COPIED.get(task.name, ())]
+  copy_from = [_dims(src) for _, src in _COPIED.get(task.name, ())]
+  fixed = np.concatenate(carried + copy_to + [np.zeros(0, int)])
+  predicted = np.setdiff1d(np.arange(task.obs_dim), fixed)
+  cat = lambda xs: np.concatenate(xs + [np.zeros(0, int)]).astype(np.int32)
+  positions = tuple((f, layout[f]) for f in _POSITIONS.get(task.name, ()))
+  return ObsStructure(predicted.astype(np.int32), cat(copy_to), cat(copy_from), positions)

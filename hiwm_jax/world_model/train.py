@@ -1,0 +1,161 @@
+"""Training the world model on RLDS episodes, and loading one back for use.
+
+A world-model work directory holds `config.json`, `checkpoints/<step>/` (train state + metadata:
+normalization statistics, the typical step change `delta_std`, datasets used), TensorBoard
+events, `metrics.jsonl`, and `risk_calibration.json` (the disagreement that reads as risk 1).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from hiwm_jax import checkpoint, data, envs, training
+from hiwm_jax.data import normalization
+from hiwm_jax.world_model import core
+from hiwm_jax.world_model.data import UnrollSampler, delta_std, load_split
+
+CALIBRATION_FILE = "risk_calibration.json"
+RISK_PERCENTILE = 95.0  # one-step disagreement on training windows at this percentile = risk 1
+
+
+def make_loss(wm: core.WorldModel, one_step_weight: float):
+  """`loss(params, batch, rng)` on a batch [E, B, ...] (one bootstrapped batch per member).
+
+  Each member unrolls its own predictions through the window's actions (`lax.scan`), so the
+  loss sees how its errors compound; plus a one-step term in typical-step units.
+  """
+  pred = wm.structure.predicted
+
+  def loss(params, batch, rng):
+    del rng
+    hist = wm.normalize(batch["history"])  # [E, B, h, D]
+    target = wm.normalize(batch["next_obs"])  # [E, B, K, D]
+    mask = batch["mask"].astype(jnp.float32)  # [E, B, K]
+    chex.assert_rank([hist, target, mask], [4, 4, 3])
+
+    def body(h, inputs):
+      action = inputs  # [E, B, A]
+      out = wm.apply_members(params, h, action)  # [E, B, P]
+      nxt = wm.advance(h, out)  # [E, B, D]
+      return jnp.concatenate([h[..., 1:, :], nxt[..., None, :]], axis=-2), (nxt, out)
+
+    _, (preds, outs) = jax.lax.scan(body, hist, jnp.moveaxis(batch["action"], 2, 0))
+    preds = jnp.moveaxis(preds, 0, 2)  # [E, B, K, D]
+    sq = jnp.mean((preds - target)[..., pred] ** 2, axis=-1)  # [E, B, K]
+    multi = jnp.sum(sq * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+    true_delta = (target[..., 0, pred] - hist[..., -1, pred]) / wm.delta_std  # [E, B, P]
+    one = jnp.sum(jnp.mean((outs[0] - true_delta) ** 2, -1) * mask[..., 0]) / jnp.maximum(
+        jnp.sum(mask[..., 0]), 1.0)
+    final = jnp.sum(sq[..., -1] * mask[..., -1]) / jnp.maximum(jnp.sum(mask[..., -1]), 1.0)
+    return multi + one_step_weight * one, {"multi_step_mse": multi, "one_step_mse": one,
+                                           "last_step_mse": final}
+
+  return loss
+
+
+def bootstrap_sampler(sampler: UnrollSampler, ensemble_size: int, seed: int):
+  """`sample(step) -> batch [E, B, ...]`: member e draws from its own bootstrap resample."""
+  boot = np.random.default_rng([seed, 7]).integers(0, len(sampler), (ensemble_size, len(sampler)))
+
+  def sample(step: int, batch_size: int):
+    idx = np.random.default_rng([seed, step]).integers(0, len(sampler), (ensemble_size, batch_size))
+    return sampler.batch(np.take_along_axis(boot, idx, axis=1))
+
+  return sample
+
+
+def calibrate_risk(wm: core.WorldModel, params, sampler: UnrollSampler, seed: int,
+                   count: int = 4096) -> float:
+  """The one-step disagreement on training windows at RISK_PERCENTILE (risk 1 above it)."""
+  windows = np.random.default_rng([seed, 11]).integers(0, len(sampler), min(count, len(sampler)))
+  batch = sampler.batch(windows)
+  e = wm.ensemble_size
+
+  @jax.jit
+  def disagreement(history, action):
+    out = wm.apply_members(params, core.broadcast_members(wm.normalize(history), e),
+                           core.broadcast_members(action, e))  # [E, B, P]
+    return wm.disagreement(out)
+
+  values = np.asarray(disagreement(batch["history"], batch["action"][:, 0]))
+  return float(max(np.percentile(values, RISK_PERCENTILE), 1e-6))
+
+
+def train_world_model(config: ml_collections.ConfigDict, workdir: str):
+  """Trains the world model from config.wm_data; returns (wm, EMA params)."""
+  cfg = config.world_model
+  if cfg.unroll < 1:
+    raise ValueError(f"world_model.unroll must be >= 1; got {cfg.unroll}")
+  episodes, held_out, used = load_split(config)
+  task = envs.task_fns(config.task)
+  obs_dim = episodes[0]["steps"]["observation"].shape[1]
+  if obs_dim != task.obs_dim:
+    raise ValueError(f"the {config.task} datasets have {obs_dim}-d observations; the task "
+                     f"has {task.obs_dim}")
+  obs_stats = data.compute_stats(episodes)["observation"]
+  structure = core.obs_structure(task)
+  wm = core.make(cfg, task, obs_stats, delta_std(episodes, obs_stats, structure.predicted))
+  sampler = UnrollSampler(episodes, history=cfg.history, unroll=cfg.unroll)
+  rng = jax.random.PRNGKey(cfg.train.seed)
+  params = core.init_params(wm, jax.random.fold_in(rng, 0))
+  tx = training.make_optimizer(cfg.train, params)
+  state = training.init_state(params, tx)
+  checkpoint.save_config(workdir, config)
+  sample = bootstrap_sampler(sampler, wm.ensemble_size, cfg.train.seed)
+  metadata = {"kind": "world_model", "task": config.task, "obs_dim": task.obs_dim,
+              "action_dim": task.action_dim, "datasets": used,
+              "obs_stats": normalization.stats_to_json({"observation": obs_stats})["observation"],
+              "delta_std": wm.delta_std.tolist(), "num_episodes": len(episodes),
+              "num_held_out_episodes": len(held_out), "num_windows": len(sampler)}
+  state = training.fit(state, training.make_train_step(make_loss(wm, cfg.one_step_weight), tx,
+                                                       cfg.train.ema_decay),
+                       lambda step: sample(step, cfg.train.batch_size), steps=cfg.train.steps,
+                       rng=jax.random.fold_in(rng, 1), workdir=workdir,
+                       log_every=cfg.train.log_every,
+                       checkpoint_every=cfg.train.checkpoint_every, metadata=metadata,
+                       desc=f"{config.task} world model")
+  risk_scale = calibrate_risk(wm, state.ema_params, sampler, cfg.train.seed)
+  _write_json(os.path.join(workdir, CALIBRATION_FILE),
+              {"risk_scale": risk_scale, "percentile": RISK_PERCENTILE, "step": int(state.step)})
+  return dataclasses.replace(wm, risk_scale=risk_scale), state.ema_params
+
+
+def load_world_model(workdir: str, step: int | None = None):
+  """(wm, EMA params, config) from a world-model work directory; step defaults to the latest."""
+  config = checkpoint.load_config(workdir)
+  ckpt = checkpoint.Checkpointer(workdir, create=False)
+  state, metadata = ckpt.restore(step=step)  # as saved: nested dicts, checked below
+  ckpt.close()
+  if metadata.get("kind") != "world_model":
+    raise checkpoint.CheckpointError(f"{workdir} is not a world-model work directory (its "
+                                     "checkpoint metadata has no kind=world_model)")
+  obs_stats = normalization.stats_from_json({"observation": metadata["obs_stats"]})["observation"]
+  risk_scale = 1.0
+  calibration = os.path.join(workdir, CALIBRATION_FILE)
+  if os.path.exists(calibration):
+    with open(calibration) as f:
+      risk_scale = json.load(f)["risk_scale"]
+  wm = core.make(config.world_model, envs.task_fns(config.task), obs_stats,
+                 metadata["delta_std"], risk_scale)
+  params = state["ema_params"]
+  expected = jax.eval_shape(lambda rng: core.init_params(wm, rng), jax.random.PRNGKey(0))
+  try:
+    chex.assert_trees_all_equal_shapes_and_dtypes(params, expected)
+  except AssertionError as e:
+    raise ValueError(f"the parameters in {workdir} do not fit the world model its config "
+                     f"builds: {e}") from e
+  return wm, params, config
+
+
+def _write_json(path: str, value) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2)
+  os.replace(tmp, path)

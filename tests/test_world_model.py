@@ -1,0 +1,157 @@
+"""The world model: carry API contracts, training, checkpoints, evaluation (tiny, fast)."""
+import json
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import push as push_config
+from hiwm_jax import data
+from hiwm_jax.world_model import evaluate, load_world_model, train_world_model
+from hiwm_jax.world_model.data import UnrollSampler, load_split
+
+
+def _episode(rng, seed, steps=30):
+  """A push-shaped (39-d) episode with simple physics: the hand moves 1 cm per unit action."""
+  obs = np.zeros((steps + 1, 39), np.float32)
+  cur = np.concatenate([rng.uniform(-0.1, 0.1, 3) + [0, 0.6, 0.1], [1.0],
+                        rng.uniform(-0.1, 0.1, 3) + [0, 0.6, 0.02], [1, 0, 0, 0], np.zeros(7)])
+  goal = rng.uniform(-0.1, 0.1, 3) + [0, 0.8, 0.02]
+  actions = rng.uniform(-1, 1, (steps, 4)).astype(np.float32)
+  prev = cur.copy()
+  for t in range(steps + 1):
+    obs[t] = np.concatenate([cur, prev, goal])
+    if t < steps:
+      prev, cur = cur, cur.copy()
+      cur[0:3] += 0.01 * actions[t, :3]
+  return data.make_episode(obs, actions, task="push", seed=seed, source="play",
+                           success=bool(seed % 2), terminated=False)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  root = tmp_path_factory.mktemp("data")
+  rng = np.random.default_rng(0)
+  for name in ("demos", "play"):
+    data.write_dataset(root / "push" / name, [_episode(rng, i) for i in range(5)],
+                       obs_dim=39, action_dim=4)
+  return str(root)
+
+
+def _config(data_dir, **train):
+  config = push_config.get_config("quick")
+  config.data_dir = data_dir
+  config.world_model.train.update(train)
+  return config
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("wm"))
+  config = _config(data_dir, steps=60, log_every=10, checkpoint_every=60, lr=3e-3)
+  wm, params = train_world_model(config, workdir)
+  return wm, params, workdir
+
+
+def test_training_lowers_the_loss_and_logs(trained):
+  _, _, workdir = trained
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    losses = [json.loads(line)["loss"] for line in f]
+  assert len(losses) == 6 and losses[-1] < 0.7 * losses[0], losses
+  assert os.listdir(os.path.join(workdir, "tensorboard"))
+
+
+def test_checkpoint_round_trip_is_bit_identical(trained):
+  wm, params, workdir = trained
+  loaded, loaded_params, config = load_world_model(workdir)
+  chex.assert_trees_all_equal(loaded_params, params)
+  np.testing.assert_array_equal(loaded.obs_stats["std"], wm.obs_stats["std"])
+  np.testing.assert_array_equal(loaded.delta_std, wm.delta_std)
+  assert loaded.risk_scale == wm.risk_scale and config.task == "push"
+  obs = np.full((wm.history, 39), 0.1, np.float32)
+  step = lambda m, p: jax.jit(m.step)(p, m.init(p, obs), jnp.ones(4))
+  chex.assert_trees_all_equal(step(loaded, loaded_params), step(wm, params))
+
+
+def test_wrong_observation_shape_names_the_expected_shape(trained):
+  wm, params, _ = trained
+  with pytest.raises(ValueError, match=r"expected \(2, 39\)"):
+    wm.init(params, np.zeros((2, 40), np.float32))
+  with pytest.raises(ValueError, match=r"expected \(4,\)"):
+    wm.step(params, wm.init(params, np.zeros((2, 39))), np.zeros(3))
+
+
+def test_jitted_step_compiles_once(trained):
+  wm, params, _ = trained
+  step = jax.jit(chex.assert_max_traces(wm.step, n=1))
+  state = wm.init(params, np.zeros((2, 39), np.float32))
+  for k in range(3):
+    state = step(params, state, jnp.full((4,), 0.1 * k))
+  assert int(state.step) == 3
+
+
+def test_step_carries_the_goal_and_copies_the_previous_frame(trained):
+  wm, params, _ = trained
+  obs = _episode(np.random.default_rng(1), 0)["steps"]["observation"][:2]
+  state = wm.step(params, wm.init(params, obs), jnp.array([1.0, 0, 0, 0]))
+  new = np.asarray(wm.observe(params, state))
+  np.testing.assert_allclose(new[36:39], obs[-1, 36:39], atol=1e-6)  # goal carried
+  np.testing.assert_allclose(new[18:36], obs[-1, 0:18], atol=1e-6)  # previous frame copied
+  assert new.shape == (39,) and np.isfinite(float(wm.judge(params, state)["risk"]))
+
+
+def test_vmapped_steps_equal_single_steps(trained):
+  wm, params, _ = trained
+  obs = np.random.default_rng(2).normal(0, 0.05, (3, 2, 39)).astype(np.float32)
+  actions = np.random.default_rng(3).uniform(-1, 1, (3, 4)).astype(np.float32)
+  step = jax.jit(lambda o, a: wm.step(params, wm.init(params, o), a))
+  batched = jax.jit(jax.vmap(step))(obs, actions)
+  for i in range(3):
+    chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], batched), step(obs[i], actions[i]),
+                                atol=1e-6)
+
+
+def test_judge_reports_nan_states_invalid_never_successful(trained):
+  wm, params, _ = trained
+  obs = np.zeros((2, 39), np.float32)
+  obs[:, 4:7] = obs[:, 36:39] = [0.0, 0.8, 0.02]  # object on the goal: a success...
+  assert bool(wm.judge(params, wm.init(params, obs))["success"])
+  obs[-1, 0] = np.nan  # ...unless anything is non-finite
+  for state in (wm.init(params, obs), wm.step(params, wm.init(params, obs), jnp.zeros(4))):
+    verdict = jax.jit(wm.judge)(params, state)
+    assert not bool(verdict["valid"]) and not bool(verdict["success"])
+    assert float(verdict["progress"]) == 0.0 and float(verdict["risk"]) == np.inf
+
+
+def test_missing_dataset_error_names_path_and_command(data_dir):
+  config = _config(data_dir)
+  with config.unlocked():
+    config.wm_data.optional = ()
+  with pytest.raises(FileNotFoundError, match=r"push/policy.*experiments\.collect "
+                                              r"--config=experiments/configs/push\.py --policy="):
+    load_split(config)
+  train, held_out, used = load_split(_config(data_dir))  # quick: policy is optional
+  assert used == {"demos": 4, "play": 4} and len(train) == 6 and len(held_out) == 2
+
+
+def test_unroll_windows_mask_the_episode_end(data_dir):
+  episode = data.read_episodes(os.path.join(data_dir, "push", "demos"))[0]
+  sampler = UnrollSampler([episode], history=2, unroll=8)
+  batch = sampler.batch(np.array([[0, 29]]))  # [E=1, B=2]
+  obs = episode["steps"]["observation"]
+  np.testing.assert_array_equal(batch["history"][0, 0], obs[[0, 0]])
+  np.testing.assert_array_equal(batch["next_obs"][0, 1, 0], obs[30])
+  assert batch["mask"][0, 0].all() and batch["mask"][0, 1].tolist() == [True] + [False] * 7
+
+
+def test_evaluation_runs_and_compares_with_copy_last(trained, data_dir):
+  wm, params, _ = trained
+  episodes = data.read_episodes(os.path.join(data_dir, "push", "play"))
+  errors = evaluate.open_loop_errors(wm, params, episodes, horizons=(1, 25), stride=10)
+  assert errors[1]["starts"] == 15 and errors[25]["starts"] == 5  # starts 0, 10, 20 of T=30
+  assert errors[25]["hand_pos"]["wm"] < errors[25]["hand_pos"]["copy_last"]
+  agreement = evaluate.success_agreement(wm, params, episodes)
+  assert agreement["episodes"] == 5 and 0 <= agreement["balanced_accuracy"] <= 1

@@ -211,6 +211,23 @@ def test_export_round_trip(tmp_path):
   assert not os.path.exists(tmp_path / "other")
 
 
+def test_export_with_lead_up_prepends_the_parent_branch(tmp_path):
+  s = _new_session(tmp_path / "s", n_branches=2)  # branch 1 hangs from the start node 0
+  child = s.add_node(_state(1), np.zeros((2, 3)), parent=1, step=3)
+  s.add_branch(child, 3, **_branch_args(2, T=6))
+  out = export_corrections(s, [2], tmp_path / "corrections", "push", pre_steps=2)
+  steps = data.read_episodes(out)[0]["steps"]
+  parent, branch = _branch_args(1), _branch_args(2, T=6)
+  np.testing.assert_array_equal(
+      steps["observation"], np.concatenate([parent["observations"][:3], branch["observations"]]))
+  np.testing.assert_array_equal(
+      steps["action"][:-1], np.concatenate([parent["actions"][:3], branch["actions"]]))
+  lead = parent["labels"][:3].copy()
+  lead[1:] = PRE  # the last pre_steps=2 steps before the node
+  np.testing.assert_array_equal(steps["intervention"][:-1],
+                                np.concatenate([lead, branch["labels"]]))
+
+
 # --- bad directories and inputs ---------------------------------------------------------------
 
 def _remove_meta(path):

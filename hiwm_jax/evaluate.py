@@ -1,4 +1,6 @@
-"""Evaluating policies: real success (simulator episodes at fixed seeds) with Wilson intervals.
+"""Evaluating policies: real success (simulator episodes at fixed seeds) with Wilson intervals,
+WM success (the same start states, rolled out in the world model), and how well the two agree
+across policies (Pearson, Spearman, MMRV).
 
 Evaluation seeds start at EVAL_SEED_OFFSET, far from the seeds data was collected at, so a
 policy is never evaluated on a layout it was trained on.
@@ -8,9 +10,11 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from hiwm_jax import rollout
 from hiwm_jax.envs import TaskEnv
 from hiwm_jax.envs.episode import EpisodeResult, run_episode
 from hiwm_jax.policies.base import Policy
@@ -63,3 +67,63 @@ def evaluate_real(env: TaskEnv, policy: Policy, params, num_episodes: int,
              "seeds": [seed_offset, seed_offset + num_episodes],
              "mean_steps": float(np.mean([len(r.actions) for r in results]))}
   return summary, results
+
+
+def evaluate_wm(wm, wm_params, policy: Policy, policy_params, first_obs, rng: jax.Array,
+                steps: int) -> dict:
+  """WM success of `policy` from real first observations [N, obs_dim] (the real evaluation's
+  start states: `hiwm_round.start_observations(task, seeds)`): all N rollouts as one jitted
+  vmap of `rollout.run`, success = the WM judged success by the last step (Rollout.done[-1])."""
+  first_obs = np.asarray(first_obs, np.float32)
+  if first_obs.ndim != 2 or first_obs.shape[1] != wm.obs_dim or not len(first_obs):
+    raise ValueError(f"first_obs must be [N >= 1, obs_dim={wm.obs_dim}] real first "
+                     f"observations; got shape {first_obs.shape}")
+  if steps < 1:
+    raise ValueError(f"steps must be >= 1; got {steps}")
+  n = len(first_obs)
+
+  def one(obs, key):  # [obs_dim] -> (done [], steps to success [])
+    carry = rollout.start(wm, wm_params, obs[None], policy.history)
+    out = rollout.run(wm, wm_params, policy, policy_params, carry, key, steps)
+    return out.done[-1], jnp.argmax(out.done)  # first step judged done (0 if never)
+
+  done, first = jax.device_get(jax.jit(jax.vmap(one))(jnp.asarray(first_obs),
+                                                      jax.random.split(rng, n)))
+  successes = int(done.sum())
+  low, high = wilson_interval(successes, n)
+  return {"episodes": n, "successes": successes, "success_rate": successes / n,
+          "ci95": [low, high], "steps": steps, "success": done.astype(bool).tolist(),
+          "mean_steps_to_success": float(first[done].mean()) if successes else None}
+
+
+def agreement(real_rates, wm_rates) -> dict:
+  """How well WM success ranks N policies as the real world does: Pearson r, Spearman rho, and
+  MMRV (mean maximum rank violation, SIMPLER): (1/N) sum_i max_j |r_i - r_j| * 1[(s_i < s_j) !=
+  (r_i < r_j)], 0 for a perfect ranking. r/rho are NaN when either side is constant."""
+  r = np.asarray(real_rates, np.float64)
+  s = np.asarray(wm_rates, np.float64)
+  if r.ndim != 1 or r.shape != s.shape or len(r) < 2:
+    raise ValueError(f"real_rates and wm_rates must be two 1-D lists of the same length >= 2 "
+                     f"(one rate per policy); got shapes {r.shape} and {s.shape}")
+  if not (np.all(np.isfinite(r)) and np.all(np.isfinite(s))):
+    raise ValueError(f"success rates must be finite; got real {r.tolist()}, wm {s.tolist()}")
+  violated = (s[:, None] < s[None, :]) != (r[:, None] < r[None, :])  # [N, N]
+  mmrv = float(np.mean(np.max(np.abs(r[:, None] - r[None, :]) * violated, axis=1)))
+  return {"pearson": _pearson(r, s), "spearman": _pearson(_ranks(r), _ranks(s)), "mmrv": mmrv}
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+  x, y = x - x.mean(), y - y.mean()
+  norm = math.sqrt(float(np.sum(x * x) * np.sum(y * y)))
+  return float(np.sum(x * y) / norm) if norm > 0 else float("nan")
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+  """Ranks 1..N, ties sharing their average rank (as scipy.stats.rankdata)."""
+  order = np.argsort(x, kind="stable")
+  ranks = np.empty(len(x))
+  ranks[order] = np.arange(1, len(x) + 1)
+  for value in np.unique(x):
+    tied = x == value
+    ranks[tied] = ranks[tied].mean()
+  return ranks

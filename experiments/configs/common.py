@@ -4,12 +4,14 @@ Config args (after the colon in `--config=...py:ARG`) are comma-separated:
   quick             shrink everything for a smoke run
   backbone=NAME     the policy backbone: diffusion (default) or flow
   many              train the policy on many demos (the data-rich reference, not the base)
+  (quick also shrinks the world model and lets it train on whichever datasets exist)
 
 Datasets live in <data_dir>/<task>/<name>: demos, play, and policy rollouts.
 """
 import ml_collections
 
 from hiwm_jax import policies
+from hiwm_jax.session import correctors
 
 _FLAGS = {"quick", "many"}
 _KEYS = {"backbone"}
@@ -54,14 +56,53 @@ def task_config(task: str, arg: str | None = None, *, base_demos: int, many_demo
   config.policy = policies.default_config()
   config.policy.backbone = args.get("backbone", "diffusion")
   config.policy_data = ml_collections.ConfigDict(dict(
-      datasets=("demos",), max_episodes=many_demos if args.get("many") else base_demos))
+      datasets=("demos",),
+      max_episodes=many_demos if args.get("many") else base_demos,  # caps "demos" only
+      # windows are sampled in proportion to the weight of their step's label; all equal:
+      # uniform (as without weights)
+      label_weights=dict(demo=1.0, policy=1.0, intervention=1.0, pre_intervention=1.0),
+  ))
   config.train = ml_collections.ConfigDict(dict(
-      steps=4000, batch_size=256, lr=1e-3, warmup_steps=200, weight_decay=1e-4, clip_norm=1.0,
+      steps=3000, batch_size=128, lr=1e-3, warmup_steps=200, weight_decay=1e-4, clip_norm=1.0,
       ema_decay=0.995, seed=0, log_every=100, checkpoint_every=1000,
       init_from="",  # a policy work directory to fine-tune from (post-training)
       freeze=(),  # regexes over parameter paths kept fixed when fine-tuning
   ))
   config.eval = ml_collections.ConfigDict(dict(num_episodes=50, seed_offset=1_000_000))
+
+  # The world model: an ensemble of residual MLPs over the observation history and the action.
+  config.world_model = ml_collections.ConfigDict(dict(
+      history=2, ensemble_size=5, hidden=(128, 128, 128),
+      unroll=12,  # steps of the multi-step loss (lax.scan over the model's own predictions)
+      one_step_weight=1.0,  # plus a one-step loss in units of a typical step's change
+      train=dict(steps=4000, batch_size=64,  # batch_size windows per ensemble member
+                 lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip_norm=1.0, ema_decay=0.995,
+                 seed=0, log_every=100, checkpoint_every=1000, freeze=()),
+      eval=dict(horizons=(1, 10, 50), start_stride=10),  # open-loop starts every stride steps
+  ))
+  # Its data: every listed dataset must exist unless also listed in `optional` (quick runs).
+  config.wm_data = ml_collections.ConfigDict(dict(
+      datasets=("demos", "play", "policy"), optional=(),
+      holdout_fraction=0.2,  # the last episodes of each dataset are held out for eval_wm
+      max_episodes=ml_collections.FieldReference(None, field_type=int),  # per dataset
+  ))
+  # A Hi-WM round (experiments/hiwm_collect.py): rollouts in the WM, the person's corrections.
+  config.corrector = correctors.default_config()
+  config.hiwm = ml_collections.ConfigDict(dict(
+      num_rollouts=50,  # WM rollouts from real first observations ...
+      seed_offset=300_000,  # ... at these held-out seeds (not data, not evaluation seeds)
+      seed=0,
+      branch_steps=64,  # each correction runs this long (expert k steps, then the policy)
+      pre_intervention_steps=8,  # exported lead-up steps labelled pre-intervention
+      dataset="corrections",  # kept corrections go to <data_dir>/<task>/<dataset>
+  ))
+  # Post-training (hiwm_jax/posttrain.py): fine-tune the base policy on demos + corrections.
+  config.posttrain = ml_collections.ConfigDict(dict(
+      datasets=("demos", "corrections"),  # in <data_dir>/<task>/; the demos as the base's
+      # Sirius-style: the person's corrections count double, the lead-up to a failure half
+      label_weights=dict(demo=1.0, policy=1.0, intervention=2.0, pre_intervention=0.5),
+      steps=1000, lr=3e-4, warmup_steps=50,
+  ))
 
   if args.get("quick"):
     config.collect.update(num_demos=3, num_play=2, num_policy=2)
@@ -69,5 +110,12 @@ def task_config(task: str, arg: str | None = None, *, base_demos: int, many_demo
     config.train.update(steps=20, batch_size=16, warmup_steps=5, log_every=10,
                         checkpoint_every=10)
     config.eval.num_episodes = 2
+    config.world_model.update(ensemble_size=2, hidden=(32, 32), unroll=8)
+    config.world_model.train.update(steps=20, batch_size=16, warmup_steps=5, log_every=10,
+                                    checkpoint_every=10)
+    config.hiwm.update(num_rollouts=4, branch_steps=16)
+    config.corrector.update(num_branches=2)
+    config.wm_data.update(optional=("policy",), max_episodes=4)
+    config.posttrain.update(steps=10, warmup_steps=2)
   config.lock()
   return config

@@ -18,24 +18,68 @@ from hiwm_jax import checkpoint, data, policies, training
 from hiwm_jax.data import normalization
 from hiwm_jax.policies.base import Policy
 
+DEMOS = "demos"  # the dataset of real demos; policy_data.max_episodes caps it
+
 
 def dataset_paths(config: ml_collections.ConfigDict) -> list[str]:
   return [os.path.join(config.data_dir, config.task, name) for name in config.policy_data.datasets]
 
 
+def capped_datasets(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The datasets `policy_data.max_episodes` caps: "demos" (the base's few demos) when it is in
+  the mix, so post-training keeps those same few and uses every correction; else all of them."""
+  names = tuple(config.policy_data.datasets)
+  return (DEMOS,) if DEMOS in names else names
+
+
 def load_training_episodes(config: ml_collections.ConfigDict) -> list[dict]:
-  """The configured datasets' episodes; the first `max_episodes` of each when set."""
+  """The configured datasets' episodes; the first `max_episodes` of each capped dataset."""
   episodes = []
-  for path in dataset_paths(config):
+  cap = config.policy_data.max_episodes
+  capped = capped_datasets(config)
+  for name, path in zip(config.policy_data.datasets, dataset_paths(config)):
     dataset = data.open_dataset(path)
-    count = len(dataset) if config.policy_data.max_episodes is None else \
-        min(config.policy_data.max_episodes, len(dataset))
-    if config.policy_data.max_episodes and count < config.policy_data.max_episodes:
+    limit = cap if name in capped else None
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    if limit and count < limit:
       raise ValueError(f"{path} has {len(dataset)} episodes; the config asks for "
-                       f"{config.policy_data.max_episodes} (collect more with "
+                       f"{limit} (collect more with "
                        "experiments/collect.py --config.collect.num_demos=...)")
     episodes += [dataset[i] for i in range(count)]
   return episodes
+
+
+def label_weights(labels, weights_config) -> np.ndarray:
+  """Per-window sampling weights [W] from per-window labels [W] (data.DEMO ... PRE_INTERVENTION)
+  and a mapping label name -> weight (Sirius-style: up-weight the person's corrections)."""
+  weights = {name: float(w) for name, w in dict(weights_config).items()}
+  unknown = sorted(set(weights) - set(data.INTERVENTION_LABELS))
+  if unknown:
+    raise ValueError(f"label_weights has unknown labels {unknown}; known: "
+                     f"{sorted(data.INTERVENTION_LABELS)}")
+  bad = {name: w for name, w in weights.items() if not np.isfinite(w) or w < 0}
+  if bad:
+    raise ValueError(f"label_weights must be finite and >= 0; got {bad}")
+  table = np.ones(max(data.INTERVENTION_LABELS.values()) + 1)  # unlisted labels weigh 1
+  for name, w in weights.items():
+    table[data.INTERVENTION_LABELS[name]] = w
+  labels = np.asarray(labels)
+  out = table[labels]  # [W]
+  if not out.sum() > 0:
+    present = sorted({name for name, v in data.INTERVENTION_LABELS.items() if v in labels})
+    raise ValueError(f"label_weights give every window weight 0 (the data has labels "
+                     f"{present}; weights {weights}); give at least one of them a weight > 0")
+  return out
+
+
+def sampling_weights(config: ml_collections.ConfigDict, labels) -> np.ndarray | None:
+  """The WindowSampler weights for config.policy_data.label_weights; None (uniform, sampled
+  exactly as without weights) when every window weighs the same."""
+  weights_config = config.policy_data.get("label_weights")
+  if weights_config is None:
+    return None
+  weights = label_weights(labels, weights_config)
+  return None if np.all(weights == weights[0]) else weights
 
 
 def example_batch(policy: Policy) -> dict:
@@ -86,6 +130,10 @@ def train_policy(config: ml_collections.ConfigDict, workdir: str) -> tuple[Polic
   if init_from:
     check_params(policy, params, init_from)
   sampler = data.WindowSampler(episodes, history=policy.history, chunk=policy.chunk)
+  weights = sampling_weights(config, sampler.intervention)
+  if weights is not None:
+    sampler = data.WindowSampler(episodes, history=policy.history, chunk=policy.chunk,
+                                 weights=weights)
   rng = jax.random.PRNGKey(config.train.seed)
   if not init_from:
     params = policy.init(jax.random.fold_in(rng, 0), sampler.batch(np.arange(1)))

@@ -1,0 +1,80 @@
+"""WM success of a policy from real start states, and real-vs-WM agreement metrics."""
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import push
+from hiwm_jax import envs, evaluate, hiwm_round, policies, rollout, world_model
+from hiwm_jax.policies.train import example_batch
+
+STEPS = 16
+
+
+def test_agreement_of_a_perfect_ranking():
+  real = [0.1, 0.4, 0.5, 0.9]
+  out = evaluate.agreement(real, [0.5 * r + 0.2 for r in real])
+  assert out == pytest.approx({"pearson": 1.0, "spearman": 1.0, "mmrv": 0.0})
+
+
+def test_agreement_with_a_known_rank_violation():
+  # policies 0 and 1 swap places in the WM: each one's worst violation is |0.2 - 0.5| = 0.3
+  out = evaluate.agreement([0.2, 0.5, 0.9], [0.6, 0.4, 0.8])
+  assert out["mmrv"] == pytest.approx((0.3 + 0.3 + 0.0) / 3)
+  assert out["spearman"] == pytest.approx(0.5)  # ranks (1,2,3) vs (2,1,3)
+  assert out["pearson"] == pytest.approx(np.corrcoef([0.2, 0.5, 0.9], [0.6, 0.4, 0.8])[0, 1])
+  # the largest violation counts, not the sum: 0 is misranked against 1 (0.1) and 2 (0.6)
+  out = evaluate.agreement([0.2, 0.3, 0.8], [0.9, 0.5, 0.6])
+  assert out["mmrv"] == pytest.approx((0.6 + 0.1 + 0.6) / 3)
+
+
+def test_agreement_ties_and_bad_input():
+  out = evaluate.agreement([0.5, 0.5, 0.5], [0.1, 0.2, 0.3])
+  assert out["mmrv"] == 0.0 and np.isnan(out["pearson"]) and np.isnan(out["spearman"])
+  assert evaluate.agreement([0.1, 0.2, 0.2], [0.1, 0.3, 0.3])["spearman"] == pytest.approx(1.0)
+  with pytest.raises(ValueError, match="same length >= 2"):
+    evaluate.agreement([0.1, 0.2], [0.1, 0.2, 0.3])
+  with pytest.raises(ValueError, match="same length >= 2"):
+    evaluate.agreement([0.1], [0.1])
+  with pytest.raises(ValueError, match="must be finite"):
+    evaluate.agreement([0.1, float("nan")], [0.1, 0.2])
+
+
+@pytest.fixture(scope="module")
+def parts():
+  """A small untrained push world model and flow policy, and real first observations."""
+  config = push.get_config("quick,backbone=flow")
+  task = envs.task_fns("push")
+  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
+  wm = world_model.make(config.world_model, task, stats,
+                        np.full(world_model.core.obs_structure(task).predicted.shape, 0.01))
+  wm_params = world_model.init_params(wm, jax.random.PRNGKey(0))
+  config.policy.flow.update(width=32, depth=1, num_inference_steps=2)
+  policy = policies.make(config.policy, task.obs_dim, task.action_dim, stats)
+  policy_params = policy.init(jax.random.PRNGKey(1), example_batch(policy))
+  first_obs = hiwm_round.start_observations("push", [evaluate.EVAL_SEED_OFFSET + i
+                                                     for i in range(3)])
+  return wm, wm_params, policy, policy_params, first_obs
+
+
+def test_evaluate_wm_rates_are_deterministic_and_match_single_rollouts(parts):
+  wm, wm_params, policy, policy_params, first_obs = parts
+  key = jax.random.PRNGKey(4)
+  summary = evaluate.evaluate_wm(wm, wm_params, policy, policy_params, first_obs, key, STEPS)
+  assert summary == evaluate.evaluate_wm(wm, wm_params, policy, policy_params, first_obs, key,
+                                         STEPS), "same key, same verdicts"
+  assert summary["episodes"] == 3 and 0.0 <= summary["success_rate"] <= 1.0
+  assert 0.0 <= summary["ci95"][0] <= summary["success_rate"] <= summary["ci95"][1] <= 1.0
+  assert summary["successes"] == sum(summary["success"])
+  # rollout i is rollout.run alone from first_obs[i] with the i-th split key
+  i = 1
+  carry = rollout.start(wm, wm_params, first_obs[i][None], policy.history)
+  alone = rollout.run(wm, wm_params, policy, policy_params, carry,
+                      jax.random.split(key, 3)[i], STEPS)
+  assert summary["success"][i] == bool(alone.done[-1])
+
+
+def test_evaluate_wm_rejects_bad_start_states(parts):
+  wm, wm_params, policy, policy_params, first_obs = parts
+  with pytest.raises(ValueError, match=r"first_obs must be \[N >= 1, obs_dim=39\]"):
+    evaluate.evaluate_wm(wm, wm_params, policy, policy_params, first_obs[0],
+                         jax.random.PRNGKey(0), STEPS)

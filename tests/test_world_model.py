@@ -155,3 +155,23 @@ def test_evaluation_runs_and_compares_with_copy_last(trained, data_dir):
   assert errors[25]["hand_pos"]["wm"] < errors[25]["hand_pos"]["copy_last"]
   agreement = evaluate.success_agreement(wm, params, episodes)
   assert agreement["episodes"] == 5 and 0 <= agreement["balanced_accuracy"] <= 1
+
+
+def test_cloth_gripper_goes_exactly_where_it_is_commanded():
+  """The mocap gripper is not learned: the WM moves it as the simulator does."""
+  from hiwm_jax import envs, world_model
+  from experiments.configs import cloth_fold as cloth_config
+  task = envs.task_fns("cloth_fold")
+  env = envs.make("cloth_fold")
+  obs, _ = env.reset(seed=0)
+  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
+  predicted = world_model.core.obs_structure(task).predicted
+  wm = world_model.make(cloth_config.get_config("quick").world_model, task, stats,
+                        np.full(predicted.shape, 0.01))
+  params = world_model.init_params(wm, jax.random.PRNGKey(0))
+  state = wm.init(params, wm.initial_history(obs))
+  for action in ([1.0, -0.5, 0.2, 1.0], [0.3, 0.3, -1.0, -1.0]):
+    real, *_ = env.step(np.asarray(action, np.float32))
+    state = wm.step(params, state, jnp.asarray(action))
+    np.testing.assert_allclose(wm.observe(params, state)[:4], real[:4], atol=1e-6)
+  env.close()

@@ -96,6 +96,14 @@ def progress(obs):
   return jnp.where(success(obs), 1.0, jnp.minimum(geometric, 0.99))
 
 
+def commanded(obs, action):
+  """The gripper part of the next observation [..., 4]: exactly what the simulator does with
+  an action (the gripper is a mocap body), so a world model need not learn it."""
+  gripper = obs[..., OBS_LAYOUT["gripper_pos"]]
+  target = jnp.clip(gripper + MAX_STEP * action[..., :3], WORKSPACE_LO, WORKSPACE_HI)
+  return jnp.concatenate([target, (action[..., 3:4] > 0.0).astype(target.dtype)], axis=-1)
+
+
 def _move(gripper, target):
   """dx, dy, dz [3] that steer the gripper toward target (clipped to one step)."""
   return jnp.clip((target - gripper) / MAX_STEP, -1.0, 1.0)

@@ -84,7 +84,7 @@ class WorldModel:
     out = self.apply_members(params, broadcast_members(state.obs_history, self.ensemble_size),
                              broadcast_members(action, self.ensemble_size))  # [E, P]
     history = jnp.concatenate([state.obs_history[1:], self.advance(state.obs_history,
-                                                                   out.mean(0))[None]])
+                                                                   out.mean(0), action)[None]])
     return WMState(obs_history=history, risk=self.disagreement(out) / self.risk_scale,
                    step=state.step + 1)
 
@@ -133,8 +133,9 @@ class WorldModel:
     features = jnp.concatenate([motion, hist[..., -1:, :]], axis=-2)  # [..., h, P]
     return self.module.apply(params, features, jnp.clip(action, -1.0, 1.0))
 
-  def advance(self, history, out) -> jax.Array:
-    """The next normalized observation [..., D] from history [..., h, D] and output [..., P]."""
+  def advance(self, history, out, action) -> jax.Array:
+    """The next normalized observation [..., D] from history [..., h, D], the network's output
+    [..., P] and the action [..., A]."""
     s = self.structure
     last = history[..., -1, :]
     nxt = last.at[..., s.predicted].add(out * self.delta_std)
@@ -142,6 +143,10 @@ class WorldModel:
       mean, std = self.obs_stats["mean"], self.obs_stats["std"]
       raw = last[..., s.copy_from] * std[s.copy_from] + mean[s.copy_from]
       nxt = nxt.at[..., s.copy_to].set((raw - mean[s.copy_to]) / std[s.copy_to])
+    if s.commanded is not None:
+      dims, mean, std = s.commanded_dims, self.obs_stats["mean"], self.obs_stats["std"]
+      raw = s.commanded(self.unnormalize(last), jnp.clip(action, -1.0, 1.0))
+      nxt = nxt.at[..., dims].set((raw - mean[dims]) / std[dims])
     return nxt
 
   @staticmethod

@@ -1,22 +1,28 @@
-"""Which parts of a task's observation the world model predicts, carries or copies.
+"""Which parts of a task's observation the world model predicts, carries, copies or commands.
 
 Learning what the simulator guarantees only adds error that compounds over a rollout, so:
   carried  constant within an episode (a goal, zero padding): kept from the last observation;
   copied   a deterministic copy of the previous observation (Meta-World's previous frame);
+  commanded  set exactly from the last observation and the action (a mocap gripper goes where
+             it is told); still read by the network, its prediction overwritten
   predicted  everything else: the network's residual output, and its input history.
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
+from hiwm_jax.envs import cloth_fold
 from hiwm_jax.envs.base import TaskFns
 
 # Per task: layout fields carried, and (field, source field) copies of the previous observation.
 _CARRIED = {"pick_place": ("object2_pad", "goal_pos"), "push": ("object2_pad", "goal_pos")}
 _COPIED = {"pick_place": (("previous_frame", slice(0, 18)),),
            "push": (("previous_frame", slice(0, 18)),)}
+# Per task: (fields, fn(raw last obs [..., D], action [..., A]) -> those fields' next values).
+_COMMANDED = {"cloth_fold": (("gripper_pos", "gripper_closed"), cloth_fold.commanded)}
 # Fields that are positions in metres: open-loop error is reported on these, in cm.
 _POSITIONS = {"pick_place": ("hand_pos", "object_pos"), "push": ("hand_pos", "object_pos"),
               "cloth_fold": ("gripper_pos", "cloth_verts")}
@@ -29,6 +35,8 @@ class ObsStructure:
   copy_to: np.ndarray  # [C] dims that take the previous observation's ...
   copy_from: np.ndarray  # [C] ... dims, raw units
   positions: tuple[tuple[str, slice], ...]  # (field, slice) of xyz positions, metres
+  commanded_dims: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
+  commanded: Callable | None = None  # (raw obs, action) -> values of commanded_dims
 
 
 def _dims(s: slice) -> np.ndarray:
@@ -44,4 +52,7 @@ def obs_structure(task: TaskFns) -> ObsStructure:
   predicted = np.setdiff1d(np.arange(task.obs_dim), fixed)
   cat = lambda xs: np.concatenate(xs + [np.zeros(0, int)]).astype(np.int32)
   positions = tuple((f, layout[f]) for f in _POSITIONS.get(task.name, ()))
-  return ObsStructure(predicted.astype(np.int32), cat(copy_to), cat(copy_from), positions)
+  fields, fn = _COMMANDED.get(task.name, ((), None))
+  commanded_dims = cat([_dims(layout[f]) for f in fields])
+  return ObsStructure(predicted.astype(np.int32), cat(copy_to), cat(copy_from), positions,
+                      commanded_dims, fn)

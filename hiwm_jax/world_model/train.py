@@ -43,7 +43,7 @@ def make_loss(wm: core.WorldModel, one_step_weight: float):
     def body(h, inputs):
       action = inputs  # [E, B, A]
       out = wm.apply_members(params, h, action)  # [E, B, P]
-      nxt = wm.advance(h, out)  # [E, B, D]
+      nxt = wm.advance(h, out, action)  # [E, B, D]
       return jnp.concatenate([h[..., 1:, :], nxt[..., None, :]], axis=-2), (nxt, out)
 
     _, (preds, outs) = jax.lax.scan(body, hist, jnp.moveaxis(batch["action"], 2, 0))

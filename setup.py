@@ -26,6 +26,7 @@ setuptools.setup(
         "pillow==13.0.0",
         "tqdm==4.70.1",
         "tensorboardX==2.6.5",
+        "matplotlib==3.11.2",  # result plots
     ],
     extras_require={"dev": ["pytest==9.0.3", "pytest-timeout==2.4.0"]},
 )

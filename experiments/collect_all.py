@@ -1,7 +1,7 @@
 """The main job, until the Hi-WM loop exists: collect every task's data, print the table.
 
   python -m experiments.collect_all --data_dir=/tmp/hiwm
-  python -m experiments.collect_all --tasks=push --config_arg=quick
+  python -m experiments.collect_all --tasks=push --config_arg=smoke
 """
 import importlib
 
@@ -10,7 +10,7 @@ from absl import app, flags
 from hiwm_jax import collect, envs
 
 _TASKS = flags.DEFINE_list("tasks", envs.names(), "Tasks to collect, each with its config file.")
-_CONFIG_ARG = flags.DEFINE_string("config_arg", None, "Arg for every task config, e.g. quick.")
+_CONFIG_ARG = flags.DEFINE_string("config_arg", None, "Arg for every task config, e.g. smoke.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "/tmp/hiwm", "Datasets go to <data_dir>/<task>/.")
 
 

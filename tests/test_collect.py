@@ -16,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_collect_task_writes_readable_datasets(tmp_path):
-  config = push_config.get_config("quick")
+  config = push_config.get_config("smoke")
   config.data_dir = str(tmp_path)
   summary = collect.collect_task(config)
   demos = data.read_episodes(tmp_path / "push" / "demos")
@@ -53,7 +53,7 @@ def _run(*args, **kwargs):
 
 
 def test_collect_entry_point_smoke(tmp_path):
-  out = _run("experiments.collect", "--config=experiments/configs/push.py:quick",
+  out = _run("experiments.collect", "--config=experiments/configs/push.py:smoke",
              "--config.collect.num_play=1", f"--config.data_dir={tmp_path}")
   assert out.returncode == 0, out.stderr[-2000:]
   assert "| push | 3/3 (100%) | 3 | " in out.stdout
@@ -65,7 +65,7 @@ def test_collect_entry_point_smoke(tmp_path):
     ("--config=experiments/configs/push.py:quik", "unknown config arg"),
 ])
 def test_bad_config_is_named(tmp_path, flag, message):
-  args = ["--config=experiments/configs/push.py:quick", flag, f"--config.data_dir={tmp_path}"]
+  args = ["--config=experiments/configs/push.py:smoke", flag, f"--config.data_dir={tmp_path}"]
   out = _run("experiments.collect", *args)
   assert out.returncode != 0
   assert message in out.stderr

@@ -42,7 +42,7 @@ def test_agreement_ties_and_bad_input():
 @pytest.fixture(scope="module")
 def parts():
   """A small untrained push world model and flow policy, and real first observations."""
-  config = push.get_config("quick,backbone=flow")
+  config = push.get_config("smoke,backbone=flow")
   task = envs.task_fns("push")
   stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
   wm = world_model.make(config.world_model, task, stats,

@@ -13,7 +13,7 @@ from hiwm_jax.session import Session
 @pytest.fixture(scope="module")
 def round_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("hiwm")
-  config = push_config.get_config("quick")
+  config = push_config.get_config("smoke")
   config.data_dir = str(root / "data")
   collect.collect_task(config)
   train_policy(config, str(root / "policy"))

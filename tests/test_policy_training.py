@@ -18,14 +18,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  config = push_config.get_config("quick")
+  config = push_config.get_config("smoke")
   config.data_dir = str(tmp_path_factory.mktemp("data"))
   collect.collect_task(config)
   return config.data_dir
 
 
 def _config(data_dir, backbone, **train):
-  config = push_config.get_config(f"quick,backbone={backbone}")
+  config = push_config.get_config(f"smoke,backbone={backbone}")
   config.data_dir = data_dir
   config.train.update(train)
   return config

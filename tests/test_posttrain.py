@@ -29,7 +29,7 @@ CORRECTION_LABELS = np.array([data.POLICY] * 4 + [data.PRE_INTERVENTION] * 2 +
 
 
 def _config(data_dir, **train_overrides):
-  config = push_config.get_config("quick,backbone=flow")
+  config = push_config.get_config("smoke,backbone=flow")
   config.data_dir = str(data_dir)
   config.policy.flow.update(width=32, depth=1, num_inference_steps=2)
   config.train.update(train_overrides)
@@ -93,7 +93,7 @@ def test_label_weights_change_sampling_and_default_is_uniform(base):
 def test_base_training_is_unchanged_by_default(base):
   *_, samplers = base
   assert len(samplers) == 1 and samplers[0]._p is None, "no weights: the sampling of before"
-  assert len(samplers[0]) == 3 * T, "the quick config's 3 demos of 5"
+  assert len(samplers[0]) == 3 * T, "the smoke config's 3 demos of 5"
 
 
 def test_posttrain_config_copies_and_sets_the_fine_tune(base):

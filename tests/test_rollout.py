@@ -16,7 +16,7 @@ STEPS = 32
 @pytest.fixture(scope="module")
 def parts():
   """A real (untrained, small) push world model and flow policy."""
-  config = push.get_config("quick,backbone=flow")
+  config = push.get_config("smoke,backbone=flow")
   task = envs.task_fns("push")
   stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
   wm = world_model.make(config.world_model, task, stats,

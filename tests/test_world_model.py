@@ -42,7 +42,7 @@ def data_dir(tmp_path_factory):
 
 
 def _config(data_dir, **train):
-  config = push_config.get_config("quick")
+  config = push_config.get_config("smoke")
   config.data_dir = data_dir
   config.world_model.train.update(train)
   return config
@@ -133,7 +133,7 @@ def test_missing_dataset_error_names_path_and_command(data_dir):
   with pytest.raises(FileNotFoundError, match=r"push/policy.*experiments\.collect "
                                               r"--config=experiments/configs/push\.py --policy="):
     load_split(config)
-  train, held_out, used = load_split(_config(data_dir))  # quick: policy is optional
+  train, held_out, used = load_split(_config(data_dir))  # smoke: policy is optional
   assert used == {"demos": 4, "play": 4} and len(train) == 6 and len(held_out) == 2
 
 
@@ -166,7 +166,7 @@ def test_cloth_gripper_goes_exactly_where_it_is_commanded():
   obs, _ = env.reset(seed=0)
   stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
   predicted = world_model.core.obs_structure(task).predicted
-  wm = world_model.make(cloth_config.get_config("quick").world_model, task, stats,
+  wm = world_model.make(cloth_config.get_config("smoke").world_model, task, stats,
                         np.full(predicted.shape, 0.01))
   params = world_model.init_params(wm, jax.random.PRNGKey(0))
   state = wm.init(params, wm.initial_history(obs))

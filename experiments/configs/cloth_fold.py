@@ -4,7 +4,8 @@
   python -m experiments.train_policy --config=experiments/configs/cloth_fold.py:backbone=diffusion \
       --workdir=/tmp/hiwm/runs/cloth_fold_diffusion
   python -m experiments.eval_policy --workdir=/tmp/hiwm/runs/cloth_fold_diffusion
-  ...py:quick for a smoke run; ...py:many for the data-rich reference policy.
+  ...py:smoke for a seconds-long smoke run, ...py:quick for the whole chain in minutes;
+  ...py:many for the data-rich reference policy.
 """
 from experiments.configs import common
 

@@ -1,10 +1,11 @@
 """Defaults shared by every task's config; a task file overrides what differs.
 
 Config args (after the colon in `--config=...py:ARG`) are comma-separated:
-  quick             shrink everything for a smoke run
+  quick             the whole Hi-WM chain (experiments/hiwm.py) in about 10 minutes on 2 cores
+  smoke             shrink everything to seconds, for tests (results mean nothing)
   backbone=NAME     the policy backbone: diffusion (default) or flow
   many              train the policy on many demos (the data-rich reference, not the base)
-  (quick also shrinks the world model and lets it train on whichever datasets exist)
+  (smoke also lets the world model train on whichever datasets exist)
 
 Datasets live in <data_dir>/<task>/<name>: demos, play, and policy rollouts.
 """
@@ -13,7 +14,7 @@ import ml_collections
 from hiwm_jax import policies
 from hiwm_jax.session import correctors
 
-_FLAGS = {"quick", "many"}
+_FLAGS = {"quick", "smoke", "many"}
 _KEYS = {"backbone"}
 
 
@@ -95,6 +96,8 @@ def task_config(task: str, arg: str | None = None, *, base_demos: int, many_demo
       branch_steps=64,  # each correction runs this long (expert k steps, then the policy)
       pre_intervention_steps=8,  # exported lead-up steps labelled pre-intervention
       dataset="corrections",  # kept corrections go to <data_dir>/<task>/<dataset>
+      rounds=1,  # experiments/hiwm.py: collect with the current policy, post-train, repeat
+      world_model="",  # experiments/hiwm.py: a trained WM to reuse (default: train one)
   ))
   # Post-training (hiwm_jax/posttrain.py): fine-tune the base policy on demos + corrections.
   config.posttrain = ml_collections.ConfigDict(dict(
@@ -105,6 +108,15 @@ def task_config(task: str, arg: str | None = None, *, base_demos: int, many_demo
   ))
 
   if args.get("quick"):
+    config.collect.update(num_demos=12, num_play=20, num_policy=20)
+    config.train.update(steps=1000, batch_size=64, warmup_steps=50, checkpoint_every=500)
+    config.eval.num_episodes = 20
+    config.world_model.update(ensemble_size=3, hidden=(128, 128), unroll=8)
+    config.world_model.train.update(steps=1000, batch_size=32, warmup_steps=50,
+                                    checkpoint_every=500)
+    config.hiwm.update(num_rollouts=20)
+    config.posttrain.update(steps=300, warmup_steps=20)
+  if args.get("smoke"):
     config.collect.update(num_demos=3, num_play=2, num_policy=2)
     config.policy_data.max_episodes = 3
     config.train.update(steps=20, batch_size=16, warmup_steps=5, log_every=10,
@@ -114,7 +126,7 @@ def task_config(task: str, arg: str | None = None, *, base_demos: int, many_demo
     config.world_model.train.update(steps=20, batch_size=16, warmup_steps=5, log_every=10,
                                     checkpoint_every=10)
     config.hiwm.update(num_rollouts=4, branch_steps=16)
-    config.corrector.update(num_branches=2)
+    config.corrector.update(num_branches=2, keep="all")  # untrained models rarely succeed
     config.wm_data.update(optional=("policy",), max_episodes=4)
     config.posttrain.update(steps=10, warmup_steps=2)
   config.lock()

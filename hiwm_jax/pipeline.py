@@ -1,0 +1,212 @@
+"""The whole Hi-WM chain for one (task, backbone) config, and the comparison it is judged by.
+
+    collect -> base policy -> policy rollouts -> world model -> Hi-WM rounds -> post-train
+            -> baselines (WM closed loop, real-world HG-DAgger) -> real and WM evaluation
+
+Each stage writes into `<work_dir>/<stage>` and is skipped when its output is already there, so
+an interrupted chain resumes where it stopped. Results (with the resolved config) go to
+`<out_dir>`: results.json, table.md and plots.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from hiwm_jax import checkpoint, collect, envs, evaluate, hgdagger, hiwm_round, posttrain
+from hiwm_jax import world_model
+from hiwm_jax.policies.train import load_policy, train_policy
+
+VARIANTS = ("base", "wm_closed_loop", "hgdagger", "hiwm")
+RESULTS_FILE = "results.json"
+
+
+def _stage(path: str, done_file: str, make: Callable[[], object], log) -> str:
+  """Runs `make` unless `path/done_file` exists (a finished stage); returns path."""
+  if os.path.exists(os.path.join(path, done_file)):
+    log(f"  reuse {path}")
+  else:
+    log(f"  make  {path}")
+    make()
+  return path
+
+
+def _json(path: str, value=None):
+  if value is None:
+    with open(path) as f:
+      return json.load(f)
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=2)
+  os.replace(path + ".tmp", path)
+  return value
+
+
+def _has_checkpoint(workdir: str) -> bool:
+  return os.path.isdir(os.path.join(workdir, "checkpoints"))
+
+
+def _dataset(config, name: str) -> str:
+  return os.path.join(config.data_dir, config.task, name)
+
+
+def _policy(config, workdir: str, train: Callable[[], object], log) -> str:
+  if _has_checkpoint(workdir) and os.path.exists(os.path.join(workdir, "trained")):
+    log(f"  reuse {workdir}")
+    return workdir
+  log(f"  train {workdir}")
+  train()
+  open(os.path.join(workdir, "trained"), "w").close()
+  return workdir
+
+
+def run_chain(config: ml_collections.ConfigDict, work_dir: str, out_dir: str,
+              log=print) -> dict:
+  """Runs (or resumes) the chain; returns and writes the results."""
+  os.makedirs(out_dir, exist_ok=True)
+  checkpoint.save_config(out_dir, config)
+  run = os.path.basename(os.path.normpath(work_dir))
+  w = lambda *p: os.path.join(work_dir, *p)
+
+  log(f"[1/6] data for {config.task}")
+  if not os.path.exists(_dataset(config, "demos")):
+    collect.collect_task(config)
+  log("[2/6] base policy")
+  base = _policy(config, w("base"), lambda: train_policy(config, w("base")), log)
+  log("[3/6] world model (from demos, play and the base policy's real rollouts)")
+  wm_dir = config.hiwm.world_model or w("world_model")
+  if not _has_checkpoint(wm_dir):
+    if "policy" in config.wm_data.datasets and not os.path.exists(_dataset(config, "policy")):
+      collect.collect_policy_rollouts(config, base)
+    world_model.train_world_model(config, wm_dir)
+
+  log(f"[4/6] Hi-WM: {config.hiwm.rounds} round(s) of corrections in the world model")
+  current, corrections, hiwm_summaries = base, [], []
+  for r in range(config.hiwm.rounds):
+    name = f"{run}_hiwm_r{r}"
+    round_dir = w(f"hiwm_round{r}")
+    if not os.path.exists(os.path.join(round_dir, hiwm_round.SUMMARY_FILE)):
+      hiwm_round.run_round(config, current, wm_dir, round_dir, _dataset(config, name))
+    summary = _json(os.path.join(round_dir, hiwm_round.SUMMARY_FILE))
+    log("  " + hiwm_round.summary_line(summary))
+    hiwm_summaries.append(summary)
+    if summary["dataset"]:
+      corrections.append(name)
+    if not corrections:
+      raise RuntimeError(f"no correction was kept in round {r} ({summary}); loosen "
+                         "config.corrector (gates, num_branches, keep) or check the world model")
+    datasets = tuple(config.policy_data.datasets) + tuple(corrections)
+    current = _policy(config, w(f"hiwm_policy_r{r}"), lambda: posttrain.posttrain(
+        config, current, datasets, w(f"hiwm_policy_r{r}")), log)
+  hiwm_policy = current
+
+  log("[5/6] baselines: WM closed loop, real-world HG-DAgger (same corrective-step budget)")
+  name = f"{run}_wm_closed_loop"
+  cl_dir = w("wm_closed_loop_round")
+  if not os.path.exists(os.path.join(cl_dir, hiwm_round.SUMMARY_FILE)):
+    hiwm_round.run_round(config, base, wm_dir, cl_dir, _dataset(config, name), person=False)
+  closed_loop = _json(os.path.join(cl_dir, hiwm_round.SUMMARY_FILE))
+  log("  " + hiwm_round.summary_line(closed_loop))
+  datasets = tuple(config.policy_data.datasets) + ((name,) if closed_loop["dataset"] else ())
+  cl_policy = _policy(config, w("wm_closed_loop_policy"), lambda: posttrain.posttrain(
+      config, base, datasets, w("wm_closed_loop_policy")), log)
+  budget = sum(s["corrective_steps"] for s in hiwm_summaries)
+  name = f"{run}_hgdagger"
+  hg_file = w("hgdagger_summary.json")
+  if not os.path.exists(hg_file):
+    _json(hg_file, hgdagger.run_hgdagger(config, base, max(1, budget), _dataset(config, name)))
+  hg = _json(hg_file)
+  hg_policy = _policy(config, w("hgdagger_policy"), lambda: posttrain.posttrain(
+      config, base, tuple(config.policy_data.datasets) + (name,), w("hgdagger_policy")), log)
+
+  log("[6/6] evaluation: real (simulator) and in the world model, same start states")
+  policies = dict(zip(VARIANTS, (base, cl_policy, hg_policy, hiwm_policy)))
+  demo_steps = _demo_steps(config)
+  cost = {  # real-world steps each variant used beyond the base's demos, and corrective steps
+      "base": (0, 0), "wm_closed_loop": (0, 0),
+      "hgdagger": (hg["real_steps"], hg["corrective_steps"]),
+      "hiwm": (0, budget)}
+  results = {"task": config.task, "backbone": config.policy.backbone, "run": run,
+             "demo_steps": demo_steps, "hiwm_rounds": hiwm_summaries,
+             "wm_closed_loop_round": closed_loop, "hgdagger": hg, "variants": {},
+             "config": json.loads(config.to_json_best_effort())}
+  for variant, workdir in policies.items():
+    results["variants"][variant] = _evaluate(config, workdir, wm_dir, variant, cost[variant])
+    v = results["variants"][variant]
+    log(f"  {variant:15s} real {100 * v['real']['success_rate']:.0f}%  "
+        f"WM {100 * v['wm']['success_rate']:.0f}%")
+  _json(os.path.join(out_dir, RESULTS_FILE), results)
+  with open(os.path.join(out_dir, "table.md"), "w") as f:
+    f.write(table([results]) + "\n")
+  from hiwm_jax import plots  # matplotlib only where pictures are drawn
+  plots.success_bars([results], os.path.join(out_dir, "success.png"))
+  plots.wm_vs_real([results], os.path.join(out_dir, "wm_vs_real.png"))
+  return results
+
+
+def _evaluate(config, policy_dir: str, wm_dir: str, variant: str, cost) -> dict:
+  """Real success (simulator, held-out eval seeds) and WM success from the same start states."""
+  out_file = os.path.join(policy_dir, "eval.json")
+  if os.path.exists(out_file):
+    return _json(out_file)
+  policy, params, _ = load_policy(policy_dir)
+  env = envs.make(config.task, max_steps=config.max_steps)
+  try:
+    real, _ = evaluate.evaluate_real(env, policy, params, config.eval.num_episodes,
+                                     config.eval.seed_offset, desc=f"{config.task} {variant}")
+  finally:
+    env.close()
+  seeds = range(config.eval.seed_offset, config.eval.seed_offset + config.eval.num_episodes)
+  wm, wm_params, _ = world_model.load_world_model(wm_dir)
+  wm_eval = evaluate.evaluate_wm(wm, wm_params, policy, params,
+                                 hiwm_round.start_observations(config.task, seeds),
+                                 jax.random.PRNGKey(config.eval.seed_offset),
+                                 config.max_steps or wm.task.max_steps)
+  return _json(out_file, {"variant": variant, "workdir": policy_dir, "real": real,
+                          "wm": wm_eval, "real_steps": cost[0], "corrective_steps": cost[1]})
+
+
+def _demo_steps(config) -> int:
+  from hiwm_jax.policies.train import load_training_episodes
+  return int(sum(len(e["steps"]["action"]) - 1 for e in load_training_episodes(config)))
+
+
+def _pct(v: dict) -> str:
+  low, high = v["ci95"]
+  return f"{100 * v['success_rate']:.0f}% [{100 * low:.0f}, {100 * high:.0f}]"
+
+
+def table(all_results: list[dict]) -> str:
+  """Per task x backbone: real success of each variant with 95% intervals, WM success beside
+  it, and the real-world and corrective steps each used."""
+  lines = ["| task | backbone | variant | real success [95% CI] | WM success [95% CI] | "
+           "real steps (extra) | corrective steps |", "|---|---|---|---|---|---|---|"]
+  for res in all_results:
+    for variant in VARIANTS:
+      v = res["variants"][variant]
+      lines.append(f"| {res['task']} | {res['backbone']} | {variant} | {_pct(v['real'])} | "
+                   f"{_pct(v['wm'])} | {v['real_steps']} | {v['corrective_steps']} |")
+  return "\n".join(lines)
+
+
+def gains(all_results: list[dict]) -> dict:
+  """Mean real-success gain of Hi-WM over base and over WM closed loop, in points."""
+  rate = lambda r, v: 100 * r["variants"][v]["real"]["success_rate"]
+  return {"over_base": float(np.mean([rate(r, "hiwm") - rate(r, "base") for r in all_results])),
+          "over_wm_closed_loop": float(np.mean([rate(r, "hiwm") - rate(r, "wm_closed_loop")
+                                                for r in all_results]))}
+
+
+def points(all_results: list[dict]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+  """(real rates, WM rates, labels) over every (task, backbone, variant) point."""
+  real, wm, labels = [], [], []
+  for res in all_results:
+    for variant in VARIANTS:
+      v = res["variants"][variant]
+      real.append(v["real"]["success_rate"])
+      wm.append(v["wm"]["success_rate"])
+      labels.append(f"{res['task']}/{res['backbone']}/{variant}")
+  return np.array(real), np.array(wm), labels

@@ -1,0 +1,39 @@
+"""The whole Hi-WM chain on the smoke config, through its entry point; a rerun resumes."""
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _chain(tmp_path):
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.hiwm", "--config=experiments/configs/push.py:smoke",
+       f"--config.data_dir={tmp_path / 'data'}", f"--work_dir={tmp_path / 'run'}",
+       f"--out={tmp_path / 'results'}"], cwd=REPO, capture_output=True, text=True, timeout=900,
+      env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+
+
+def test_chain_end_to_end_then_resumes(tmp_path):
+  out = _chain(tmp_path)
+  assert out.returncode == 0, out.stderr[-3000:]
+  results = json.loads((tmp_path / "results" / "results.json").read_text())
+  assert list(results["variants"]) == ["base", "wm_closed_loop", "hgdagger", "hiwm"]
+  for v in results["variants"].values():
+    assert 0 <= v["real"]["success_rate"] <= 1 and 0 <= v["wm"]["success_rate"] <= 1
+    assert v["real"]["episodes"] == v["wm"]["episodes"] == results["config"]["eval"]["num_episodes"]
+  hiwm = results["variants"]["hiwm"]
+  assert hiwm["corrective_steps"] == results["hiwm_rounds"][0]["corrective_steps"] > 0
+  assert hiwm["real_steps"] == 0  # every correction happened in the world model
+  hg = results["variants"]["hgdagger"]
+  assert hg["corrective_steps"] == hiwm["corrective_steps"] and hg["real_steps"] > 0
+  for name in ("table.md", "success.png", "wm_vs_real.png", "config.json"):
+    assert (tmp_path / "results" / name).stat().st_size > 0, name
+  assert "| push | diffusion | hiwm |" in (tmp_path / "results" / "table.md").read_text()
+
+  again = _chain(tmp_path)  # every stage is found done and reused
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert " train " not in again.stdout and again.stdout.count("reuse") >= 4
+  assert json.loads((tmp_path / "results" / "results.json").read_text())["variants"] == \
+      results["variants"]

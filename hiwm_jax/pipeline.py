@@ -210,3 +210,41 @@ def points(all_results: list[dict]) -> tuple[np.ndarray, np.ndarray, list[str]]:
       wm.append(v["wm"]["success_rate"])
       labels.append(f"{res['task']}/{res['backbone']}/{variant}")
   return np.array(real), np.array(wm), labels
+
+
+def ablate_branches(config: ml_collections.ConfigDict, work_dir: str, ks) -> list[dict]:
+  """Hi-WM with K corrections per failure state, for each K, from one finished chain's base
+  policy and world model. The rollouts, the gate and so the corrected failure states are the
+  same for every K (same policy, WM, seeds and keys); only the branches differ."""
+  run = os.path.basename(os.path.normpath(work_dir))
+  w = lambda *p: os.path.join(work_dir, *p)
+  base, wm_dir = w("base"), config.hiwm.world_model or w("world_model")
+  if not (_has_checkpoint(base) and _has_checkpoint(wm_dir)):
+    raise FileNotFoundError(f"the ablation needs the chain in {work_dir} run first (its base "
+                            "policy and world model): python -m experiments.hiwm ...")
+  rows = []
+  for k in ks:
+    c = config.copy_and_resolve_references()
+    c.corrector.num_branches = int(k)
+    name, round_dir = f"{run}_k{k}", w(f"ablate_k{k}_round")
+    if not os.path.exists(os.path.join(round_dir, hiwm_round.SUMMARY_FILE)):
+      hiwm_round.run_round(c, base, wm_dir, round_dir, _dataset(c, name))
+    s = _json(os.path.join(round_dir, hiwm_round.SUMMARY_FILE))
+    datasets = tuple(c.policy_data.datasets) + ((name,) if s["dataset"] else ())
+    policy_dir = _policy(c, w(f"ablate_k{k}_policy"), lambda: posttrain.posttrain(
+        c, base, datasets, w(f"ablate_k{k}_policy")), print)
+    ev = _evaluate(c, policy_dir, wm_dir, f"hiwm_k{k}", (0, s["corrective_steps"]))
+    rows.append({"k": int(k), **{key: s[key] for key in ("corrected_states", "branches", "kept",
+                                                        "corrective_steps")},
+                 "real": ev["real"], "wm": ev["wm"]})
+  return rows
+
+
+def ablation_table(task: str, backbone: str, rows: list[dict]) -> str:
+  lines = [f"Branches per failure state ({task}, {backbone}), equal corrected failure states:",
+           "", "| K | corrected states | branches | kept | corrective steps | real success "
+           "[95% CI] | WM success [95% CI] |", "|---|---|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(f"| {r['k']} | {r['corrected_states']} | {r['branches']} | {r['kept']} | "
+                 f"{r['corrective_steps']} | {_pct(r['real'])} | {_pct(r['wm'])} |")
+  return "\n".join(lines)

@@ -11,11 +11,9 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 
-from hiwm_jax import envs, policies, rollout, world_model
-from hiwm_jax.policies.train import example_batch
+from hiwm_jax import rollout, untrained
 
 _TASK = flags.DEFINE_string("task", "push", "Task config.")
 _BACKBONE = flags.DEFINE_string("backbone", "diffusion", "Policy backbone.")
@@ -38,14 +36,7 @@ def median_seconds(fn, repeats: int) -> float:
 def build(task: str, backbone: str):
   config = importlib.import_module(f"experiments.configs.{task}").get_config(
       f"backbone={backbone}")
-  fns = envs.task_fns(task)
-  stats = {"mean": np.zeros(fns.obs_dim, np.float32), "std": np.ones(fns.obs_dim, np.float32)}
-  wm = world_model.make(config.world_model, fns, stats,
-                        np.full(world_model.core.obs_structure(fns).predicted.shape, 0.01))
-  wm_params = world_model.init_params(wm, jax.random.PRNGKey(0))
-  policy = policies.make(config.policy, fns.obs_dim, fns.action_dim, stats)
-  policy_params = policy.init(jax.random.PRNGKey(1), example_batch(policy))
-  return wm, wm_params, policy, policy_params
+  return (*untrained.world_model_and_params(config), *untrained.policy_and_params(config))
 
 
 def main(argv):

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import push
-from hiwm_jax import envs, evaluate, hiwm_round, policies, rollout, world_model
-from hiwm_jax.policies.train import example_batch
+from hiwm_jax import evaluate, hiwm_round, rollout, untrained
 
 STEPS = 16
 
@@ -43,14 +42,9 @@ def test_agreement_ties_and_bad_input():
 def parts():
   """A small untrained push world model and flow policy, and real first observations."""
   config = push.get_config("smoke,backbone=flow")
-  task = envs.task_fns("push")
-  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
-  wm = world_model.make(config.world_model, task, stats,
-                        np.full(world_model.core.obs_structure(task).predicted.shape, 0.01))
-  wm_params = world_model.init_params(wm, jax.random.PRNGKey(0))
   config.policy.flow.update(width=32, depth=1, num_inference_steps=2)
-  policy = policies.make(config.policy, task.obs_dim, task.action_dim, stats)
-  policy_params = policy.init(jax.random.PRNGKey(1), example_batch(policy))
+  wm, wm_params = untrained.world_model_and_params(config)
+  policy, policy_params = untrained.policy_and_params(config)
   first_obs = hiwm_round.start_observations("push", [evaluate.EVAL_SEED_OFFSET + i
                                                      for i in range(3)])
   return wm, wm_params, policy, policy_params, first_obs

@@ -5,9 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hiwm_jax import envs, policies, rollout, world_model
+from hiwm_jax import envs, rollout, untrained
 from hiwm_jax.data import rlds
-from hiwm_jax.policies.train import example_batch
 from experiments.configs import push
 
 STEPS = 32
@@ -17,15 +16,9 @@ STEPS = 32
 def parts():
   """A real (untrained, small) push world model and flow policy."""
   config = push.get_config("smoke,backbone=flow")
-  task = envs.task_fns("push")
-  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
-  wm = world_model.make(config.world_model, task, stats,
-                        np.full(world_model.core.obs_structure(task).predicted.shape, 0.01))
-  wm_params = world_model.init_params(wm, jax.random.PRNGKey(0))
-  with config.unlocked():
-    config.policy.flow.update(width=32, depth=1, num_inference_steps=2)
-  policy = policies.make(config.policy, task.obs_dim, task.action_dim, stats)
-  policy_params = policy.init(jax.random.PRNGKey(1), example_batch(policy))
+  config.policy.flow.update(width=32, depth=1, num_inference_steps=2)
+  wm, wm_params = untrained.world_model_and_params(config)
+  policy, policy_params = untrained.policy_and_params(config)
   env = envs.make("push")
   first_obs, _ = env.reset(seed=3)
   env.close()

@@ -226,13 +226,16 @@ def ablate_branches(config: ml_collections.ConfigDict, work_dir: str, ks) -> lis
   for k in ks:
     c = config.copy_and_resolve_references()
     c.corrector.num_branches = int(k)
-    name, round_dir = f"{run}_k{k}", w(f"ablate_k{k}_round")
+    name, round_dir, policy_dir = (f"{run}_k{k}", w(f"ablate_k{k}_round"),
+                                   w(f"ablate_k{k}_policy"))
+    if k == config.corrector.num_branches:  # the chain's own first round: reuse it
+      name, round_dir, policy_dir = f"{run}_hiwm_r0", w("hiwm_round0"), w("hiwm_policy_r0")
     if not os.path.exists(os.path.join(round_dir, hiwm_round.SUMMARY_FILE)):
       hiwm_round.run_round(c, base, wm_dir, round_dir, _dataset(c, name))
     s = _json(os.path.join(round_dir, hiwm_round.SUMMARY_FILE))
     datasets = tuple(c.policy_data.datasets) + ((name,) if s["dataset"] else ())
-    policy_dir = _policy(c, w(f"ablate_k{k}_policy"), lambda: posttrain.posttrain(
-        c, base, datasets, w(f"ablate_k{k}_policy")), print)
+    policy_dir = _policy(c, policy_dir, lambda: posttrain.posttrain(c, base, datasets, policy_dir),
+                         print)
     ev = _evaluate(c, policy_dir, wm_dir, f"hiwm_k{k}", (0, s["corrective_steps"]))
     rows.append({"k": int(k), **{key: s[key] for key in ("corrected_states", "branches", "kept",
                                                         "corrective_steps")},

@@ -7,8 +7,8 @@
                           controls=rollout.expert_then_policy(64, k=16, action_dim=A, num=K))
 
 The world model `wm` is anything with the pure carry API (`init`, `step`, `observe`, `judge`),
-its `history` length and its `task`; the policy is a `policies.Policy`. The scan runs chunk by chunk:
-the policy plans a chunk of H actions, the first n (`policy.execute`) are executed, then it plans
+its `history` length and its `task`; the policy is a `policies.Policy`. The scan runs chunk by
+chunk: the policy plans a chunk of H actions, the first n (`policy.execute`) are executed, then it plans
 again — as on the robot. `Controls` say, per step, where a person's actions replace the policy's:
 given actions (`override`) or the task expert acting from the observed state (`expert`).
 """

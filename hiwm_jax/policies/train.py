@@ -89,7 +89,8 @@ def example_batch(policy: Policy) -> dict:
           "action_mask": np.ones((1, policy.chunk), bool)}
 
 
-def load_policy(workdir: str, step: int | None = None) -> tuple[Policy, dict, ml_collections.ConfigDict]:
+def load_policy(workdir: str,
+                step: int | None = None) -> tuple[Policy, dict, ml_collections.ConfigDict]:
   """(policy, EMA params, config) from a policy work directory; step defaults to the latest."""
   config = checkpoint.load_config(workdir)
   ckpt = checkpoint.Checkpointer(workdir, create=False)
@@ -98,8 +99,9 @@ def load_policy(workdir: str, step: int | None = None) -> tuple[Policy, dict, ml
   if "obs_stats" not in metadata:
     raise checkpoint.CheckpointError(f"{workdir} is not a policy work directory "
                                      "(its checkpoint metadata has no obs_stats)")
+  obs_stats = normalization.stats_from_json({"observation": metadata["obs_stats"]})
   policy = policies.make(config.policy, metadata["obs_dim"], metadata["action_dim"],
-                         normalization.stats_from_json({"observation": metadata["obs_stats"]})["observation"])
+                         obs_stats["observation"])
   params = state["ema_params"]
   check_params(policy, params, workdir)
   return policy, params, config

@@ -136,7 +136,7 @@ def run_round(config: ml_collections.ConfigDict, policy_workdir: str, wm_workdir
   if kept_ids and dataset_path:
     summary["dataset"] = export_corrections(
         session, kept_ids, dataset_path, config.task,
-        pre_steps=c.pre_intervention_steps if person else None,
+        pre_steps=c.pre_intervention_steps if person and c.export_lead_up else None,
         description=f"Hi-WM corrections of {policy_workdir} in {wm_workdir}")
   with open(os.path.join(out_dir, SUMMARY_FILE), "w") as f:
     json.dump(summary, f, indent=2)

@@ -19,6 +19,7 @@ def round_dir(tmp_path_factory):
   train_policy(config, str(root / "policy"))
   world_model.train_world_model(config, str(root / "wm"))
   config.corrector.update(keep="all", gates=("stall",), stall_steps=4)
+  config.hiwm.export_lead_up = True
   summary = hiwm_round.run_round(config, str(root / "policy"), str(root / "wm"),
                                  str(root / "round"), str(root / "corrections"))
   return root, config, summary

@@ -103,7 +103,7 @@ def test_posttrain_config_copies_and_sets_the_fine_tune(base):
   assert tuned.policy_data.datasets == ("demos", "corrections")
   assert (tuned.train.steps, tuned.train.lr, tuned.train.warmup_steps) == (10, 3e-4, 2)
   assert tuned.policy_data.label_weights.intervention == 2.0
-  assert tuned.policy_data.label_weights.pre_intervention == 0.5
+  assert tuned.policy_data.label_weights.pre_intervention == 0.0
   assert config.policy_data.label_weights.intervention == 1.0, "the original is untouched"
   assert posttrain.posttrain_config(config, "b").policy_data.datasets == ("demos", "corrections")
   with pytest.raises(ValueError, match="dataset names"):
@@ -139,10 +139,10 @@ def test_posttrain_starts_from_base_params_and_keeps_its_stats(base, tmp_path):
   np.testing.assert_array_equal(tuned.obs_stats["mean"], policy.obs_stats["mean"])
   np.testing.assert_array_equal(tuned.obs_stats["std"], policy.obs_stats["std"])
   assert tuned_config.train.init_from == str(root / "base")
-  p = samplers[-1]._p  # the weighted sampler: interventions twice, lead-up half a demo window
+  p = samplers[-1]._p  # the weighted sampler: interventions twice, the failing lead-up never
   labels = samplers[-1].intervention
   assert p[labels == data.INTERVENTION][0] == pytest.approx(2 * p[labels == data.DEMO][0])
-  assert p[labels == data.PRE_INTERVENTION][0] == pytest.approx(0.5 * p[labels == data.DEMO][0])
+  assert np.all(p[labels == data.PRE_INTERVENTION] == 0.0)
 
 
 def test_pre_intervention_labels_only_relabel_policy_steps():

@@ -94,7 +94,10 @@ def task_config(task: str, arg: str | None = None, *, base_demos: int, many_demo
       seed_offset=300_000,  # ... at these held-out seeds (not data, not evaluation seeds)
       seed=0,
       branch_steps=64,  # each correction runs this long (expert k steps, then the policy)
-      pre_intervention_steps=8,  # exported lead-up steps labelled pre-intervention
+      # Export each correction alone (expert steps, then the policy to the WM's success), or
+      # with its lead-up: the policy's steps from the start, the last few pre-intervention.
+      export_lead_up=False,
+      pre_intervention_steps=8,  # with the lead-up: its last steps labelled pre-intervention
       dataset="corrections",  # kept corrections go to <data_dir>/<task>/<dataset>
       rounds=1,  # experiments/hiwm.py: collect with the current policy, post-train, repeat
       world_model="",  # experiments/hiwm.py: a trained WM to reuse (default: train one)
@@ -102,8 +105,9 @@ def task_config(task: str, arg: str | None = None, *, base_demos: int, many_demo
   # Post-training (hiwm_jax/posttrain.py): fine-tune the base policy on demos + corrections.
   config.posttrain = ml_collections.ConfigDict(dict(
       datasets=("demos", "corrections"),  # in <data_dir>/<task>/; the demos as the base's
-      # Sirius-style: the person's corrections count double, the lead-up to a failure half
-      label_weights=dict(demo=1.0, policy=1.0, intervention=2.0, pre_intervention=0.5),
+      # Sirius-style: the person's corrections count double; the steps that led to a failure
+      # (pre-intervention) are dropped rather than imitated
+      label_weights=dict(demo=1.0, policy=1.0, intervention=2.0, pre_intervention=0.0),
       steps=1000, lr=3e-4, warmup_steps=50,
   ))
 

@@ -37,7 +37,7 @@ def default_config() -> ml_collections.ConfigDict:
       rollback_steps=8,  # r: roll back this far before the failure step
       num_branches=4,  # K corrective continuations per failure state
       correction_steps=16,  # k: expert steps per correction (a multiple of policy.execute)
-      expert_noise=0.3,  # the expert's action noise: what makes the K corrections differ
+      expert_noise=0.1,  # the expert's action noise: what makes the K corrections differ
       keep="wm_success",  # which corrections are kept: KEEP_RULES
   ))
 

@@ -30,10 +30,11 @@ def parse_arg(arg: str | None) -> dict:
   return out
 
 
-def task_config(task: str, arg: str | None = None, *, base_demos: int, many_demos: int,
-                **collect_overrides) -> ml_collections.ConfigDict:
-  """The full config for one task. base_demos: the few demos the base policy learns from,
-  chosen so it fails often enough to be corrected; many_demos: the data-rich reference."""
+def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int],
+                many_demos: int, **collect_overrides) -> ml_collections.ConfigDict:
+  """The full config for one task. base_demos: per backbone, the few demos the base policy
+  learns from, chosen so it fails often enough to be corrected (the backbones learn at different
+  rates); many_demos: the data-rich reference."""
   args = parse_arg(arg)
   config = ml_collections.ConfigDict()
   config.task = task
@@ -56,9 +57,13 @@ def task_config(task: str, arg: str | None = None, *, base_demos: int, many_demo
 
   config.policy = policies.default_config()
   config.policy.backbone = args.get("backbone", "diffusion")
+  if config.policy.backbone not in base_demos:
+    raise ValueError(f"unknown policy backbone {config.policy.backbone!r}; known: "
+                     f"{', '.join(sorted(base_demos))}")
   config.policy_data = ml_collections.ConfigDict(dict(
       datasets=("demos",),
-      max_episodes=many_demos if args.get("many") else base_demos,  # caps "demos" only
+      # caps "demos" only (post-training adds corrections whole)
+      max_episodes=many_demos if args.get("many") else base_demos[config.policy.backbone],
       # windows are sampled in proportion to the weight of their step's label; all equal:
       # uniform (as without weights)
       label_weights=dict(demo=1.0, policy=1.0, intervention=1.0, pre_intervention=1.0),

@@ -95,9 +95,10 @@ def run_chain(config: ml_collections.ConfigDict, work_dir: str, out_dir: str,
     hiwm_summaries.append(summary)
     if summary["dataset"]:
       corrections.append(name)
-    if not corrections:
-      raise RuntimeError(f"no correction was kept in round {r} ({summary}); loosen "
-                         "config.corrector (gates, num_branches, keep) or check the world model")
+    else:
+      log(f"  WARNING: no correction was kept in round {r}; this round post-trains on the base "
+          "data alone. Loosen config.corrector (gates, num_branches, keep) or train the world "
+          "model longer.")
     datasets = tuple(config.policy_data.datasets) + tuple(corrections)
     current = _policy(config, w(f"hiwm_policy_r{r}"), lambda: posttrain.posttrain(
         config, current, datasets, w(f"hiwm_policy_r{r}")), log)

@@ -3,8 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.configs import push
-from hiwm_jax import evaluate, hiwm_round, rollout, untrained
+from hiwm_jax import evaluate, hiwm_round, rollout
 
 STEPS = 16
 
@@ -39,12 +38,9 @@ def test_agreement_ties_and_bad_input():
 
 
 @pytest.fixture(scope="module")
-def parts():
+def parts(tiny_push_models):
   """A small untrained push world model and flow policy, and real first observations."""
-  config = push.get_config("smoke,backbone=flow")
-  config.policy.flow.update(width=32, depth=1, num_inference_steps=2)
-  wm, wm_params = untrained.world_model_and_params(config)
-  policy, policy_params = untrained.policy_and_params(config)
+  wm, wm_params, policy, policy_params = tiny_push_models
   first_obs = hiwm_round.start_observations("push", [evaluate.EVAL_SEED_OFFSET + i
                                                      for i in range(3)])
   return wm, wm_params, policy, policy_params, first_obs

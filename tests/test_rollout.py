@@ -5,20 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hiwm_jax import envs, rollout, untrained
+from hiwm_jax import envs, rollout
 from hiwm_jax.data import rlds
-from experiments.configs import push
 
 STEPS = 32
 
 
 @pytest.fixture(scope="module")
-def parts():
+def parts(tiny_push_models):
   """A real (untrained, small) push world model and flow policy."""
-  config = push.get_config("smoke,backbone=flow")
-  config.policy.flow.update(width=32, depth=1, num_inference_steps=2)
-  wm, wm_params = untrained.world_model_and_params(config)
-  policy, policy_params = untrained.policy_and_params(config)
+  wm, wm_params, policy, policy_params = tiny_push_models
   env = envs.make("push")
   first_obs, _ = env.reset(seed=3)
   env.close()

@@ -12,4 +12,4 @@ from experiments.configs import common
 
 def get_config(arg=None):
   return common.task_config("pick_place", arg, many_demos=200,
-                            base_demos=dict(diffusion=10, flow=5))
+                            base_demos=dict(diffusion=10, flow=7))

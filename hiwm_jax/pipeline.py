@@ -25,16 +25,6 @@ VARIANTS = ("base", "wm_closed_loop", "hgdagger", "hiwm")
 RESULTS_FILE = "results.json"
 
 
-def _stage(path: str, done_file: str, make: Callable[[], object], log) -> str:
-  """Runs `make` unless `path/done_file` exists (a finished stage); returns path."""
-  if os.path.exists(os.path.join(path, done_file)):
-    log(f"  reuse {path}")
-  else:
-    log(f"  make  {path}")
-    make()
-  return path
-
-
 def _json(path: str, value=None):
   if value is None:
     with open(path) as f:

@@ -44,6 +44,19 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
                           "directory written by an hiwm_jax training run?") from e
 
 
+def _on_this_host(tree: Any) -> Any:
+  """ShapeDtypeStructs of `tree`'s leaves (arrays, eval_shape outputs, orbax metadata), on
+  this host's first device unless a leaf already carries a jax sharding: a checkpoint written
+  on a GPU or TPU then restores on a CPU-only machine, and vice versa."""
+  default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+  def leaf(x):
+    sharding = getattr(x, "sharding", None)  # orbax metadata has its own kind: not placed
+    placed = isinstance(sharding, jax.sharding.Sharding)
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding if placed else default)
+  return jax.tree.map(leaf, tree)
+
+
 class Checkpointer:
   """Saves and restores (state pytree, JSON metadata) per step under `<workdir>/checkpoints`."""
 
@@ -71,16 +84,16 @@ class Checkpointer:
   def restore(self, abstract_state: Any = None, step: int | None = None) -> tuple[Any, dict]:
     """(state, metadata) at `step` (default: latest). With `abstract_state` (e.g. from
     `jax.eval_shape`) the tree comes back with that structure and dtypes; without it, as
-    saved (nested dicts of arrays), which is enough to inspect a checkpoint."""
+    saved (nested dicts of arrays), which is enough to inspect a checkpoint. Arrays land on
+    this host's first device unless `abstract_state` places them (its leaves' shardings)."""
     self.wait()
     step = self.latest_step() if step is None else step
     if step is None or step not in self.steps():
       raise CheckpointError(f"no checkpoint at step {step} in {self.directory}; "
                             f"steps there: {self.steps()}")
-    restore = (ocp.args.StandardRestore() if abstract_state is None else
-               ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct,
-                                                     abstract_state)))
     try:
+      target = self._saved_tree(step) if abstract_state is None else _on_this_host(abstract_state)
+      restore = ocp.args.StandardRestore(target)
       out = self._manager.restore(step, args=ocp.args.Composite(
           state=restore, metadata=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types for a damaged checkpoint
@@ -88,6 +101,11 @@ class Checkpointer:
                             f"({type(e).__name__}: {e}); the checkpoint may be corrupt — "
                             "delete that step's directory to fall back to an earlier one") from e
     return out.state, dict(out.metadata or {})
+
+  def _saved_tree(self, step: int) -> Any:
+    """The structure, shapes and dtypes of the state saved at `step`, placed on this host."""
+    path = os.path.join(self.directory, str(step), "state")
+    return _on_this_host(ocp.StandardCheckpointer().metadata(path).item_metadata)
 
   def close(self) -> None:
     self._manager.close()

@@ -116,6 +116,9 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       steps=1000, lr=3e-4, warmup_steps=50,
   ))
 
+  if args.get("many"):  # ~14k windows: 3000 x 128 is ~2 epochs, too few (70% on pick_place);
+    # 20000 x 256 takes ~2 min on one GPU, hours on 2 CPU cores
+    config.train.update(steps=20000, batch_size=256, checkpoint_every=5000)
   if args.get("quick"):
     config.collect.update(num_demos=12, num_play=20, num_policy=20)
     config.train.update(steps=1000, batch_size=64, warmup_steps=50, checkpoint_every=500)

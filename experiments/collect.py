@@ -2,7 +2,8 @@
 
 Expert demos and play episodes:
   python -m experiments.collect --config=experiments/configs/push.py --config.data_dir=/tmp/hiwm
-A trained policy's rollouts, failures included (source=policy), as the dataset "policy":
+A trained policy's rollouts, failures included (source=policy), as the dataset
+"policy_<backbone>" (the world model's data):
   python -m experiments.collect --config=experiments/configs/push.py \
       --policy=/tmp/hiwm/runs/push_diffusion --config.collect.num_policy=100
 """
@@ -15,7 +16,8 @@ from hiwm_jax import collect
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A task config file.", lock_config=True)
 _POLICY = flags.DEFINE_string("policy", None, "A policy work directory: record its rollouts.")
-_NAME = flags.DEFINE_string("name", "policy", "Dataset name for --policy rollouts.")
+_NAME = flags.DEFINE_string("name", None, "Dataset name for --policy rollouts (default "
+                            "policy_<the policy's backbone>).")
 flags.mark_flags_as_required(["config"])
 
 

@@ -5,7 +5,8 @@
 Runs (or resumes) experiments.hiwm's chain for every pair — one world model per task, shared by
 both backbones — then writes <out>/table.md, results.json and plots. --only_table skips running
 and tables whatever chains have finished. --ablate_k=1,4,16 adds the branches-per-failure
-ablation for the first task and backbone.
+ablation for the first task and backbone. --judge_wm_root=DIR measures WM success in the world
+models DIR/<task>_world_model (e.g. retrained on more data) instead of each chain's own.
 """
 import importlib
 import json
@@ -19,9 +20,14 @@ _TASKS = flags.DEFINE_list("tasks", ["pick_place", "push", "cloth_fold"], "Task 
 _BACKBONES = flags.DEFINE_list("backbones", ["diffusion", "flow"], "Policy backbones.")
 _CONFIG_ARG = flags.DEFINE_string("config_arg", "", "Extra config args, e.g. quick.")
 _WORK_ROOT = flags.DEFINE_string("work_root", "/tmp/hiwm/chains", "Chains' work directories.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Overrides the configs' data_dir (datasets; "
+                                "each chain's corrections are written there too).")
 _OUT = flags.DEFINE_string("out", "results/paper", "Where the combined results go.")
 _ONLY_TABLE = flags.DEFINE_bool("only_table", False, "Table finished chains; run nothing.")
 _ABLATE_K = flags.DEFINE_list("ablate_k", [], "Branches per failure state to ablate, e.g. 1,4,16.")
+_JUDGE_WM_ROOT = flags.DEFINE_string(
+    "judge_wm_root", "", "Measure every policy's WM success in <root>/<task>_world_model "
+    "instead of the world model its chain used (real success is unchanged).")
 
 
 def _config(task: str, backbone: str):
@@ -30,6 +36,7 @@ def _config(task: str, backbone: str):
   shared_wm = os.path.join(_WORK_ROOT.value, f"{task}_world_model")
   with config.unlocked():
     config.hiwm.world_model = config.hiwm.world_model or shared_wm
+    config.data_dir = _DATA_DIR.value or config.data_dir
   return config
 
 
@@ -50,6 +57,9 @@ def main(argv):
                                             os.path.join(_WORK_ROOT.value, run), out))
   if not all_results:
     raise app.UsageError(f"no finished chain under {_OUT.value}")
+  if _JUDGE_WM_ROOT.value:
+    all_results = [pipeline.judge_in_world_model(
+        r, os.path.join(_JUDGE_WM_ROOT.value, f"{r['task']}_world_model")) for r in all_results]
   os.makedirs(_OUT.value, exist_ok=True)
   text = pipeline.table(all_results)
   gains = pipeline.gains(all_results)

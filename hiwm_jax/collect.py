@@ -76,9 +76,10 @@ def collect_task(config) -> dict:
   return summary
 
 
-def collect_policy_rollouts(config, policy_workdir: str, name: str = "policy") -> dict:
+def collect_policy_rollouts(config, policy_workdir: str, name: str | None = None) -> dict:
   """Records a trained policy's episodes in the simulator, failures included (source=policy),
-  as `<data_dir>/<task>/<name>`: the world model learns what the policy actually does."""
+  as `<data_dir>/<task>/<name>` (default policy_<backbone>): the world model learns what the
+  policy actually does."""
   from hiwm_jax.evaluate import PolicyController  # the policy stack is only needed here
   from hiwm_jax.policies.train import load_policy
 
@@ -86,6 +87,7 @@ def collect_policy_rollouts(config, policy_workdir: str, name: str = "policy") -
   if policy_config.task != config.task:
     raise ValueError(f"{policy_workdir} holds a {policy_config.task} policy; this config is "
                      f"for {config.task}")
+  name = name or f"policy_{policy_config.policy.backbone}"
   env = envs.make(config.task, max_steps=config.max_steps)
   c = config.collect
   stats = {"episodes": 0, "successes": 0, "steps": 0, "kept": 0}

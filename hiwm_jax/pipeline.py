@@ -69,8 +69,9 @@ def run_chain(config: ml_collections.ConfigDict, work_dir: str, out_dir: str,
   log("[3/6] world model (from demos, play and the base policy's real rollouts)")
   wm_dir = config.hiwm.world_model or w("world_model")
   if not _has_checkpoint(wm_dir):
-    if "policy" in config.wm_data.datasets and not os.path.exists(_dataset(config, "policy")):
-      collect.collect_policy_rollouts(config, base)
+    own = f"policy_{config.policy.backbone}"  # the base policy's real rollouts
+    if own in config.wm_data.datasets and not os.path.exists(_dataset(config, own)):
+      collect.collect_policy_rollouts(config, base, own)
     world_model.train_world_model(config, wm_dir)
 
   log(f"[4/6] Hi-WM: {config.hiwm.rounds} round(s) of corrections in the world model")
@@ -150,14 +151,35 @@ def _evaluate(config, policy_dir: str, wm_dir: str, variant: str, cost) -> dict:
                                      config.eval.seed_offset, desc=f"{config.task} {variant}")
   finally:
     env.close()
-  seeds = range(config.eval.seed_offset, config.eval.seed_offset + config.eval.num_episodes)
   wm, wm_params, _ = world_model.load_world_model(wm_dir)
-  wm_eval = evaluate.evaluate_wm(wm, wm_params, policy, params,
-                                 hiwm_round.start_observations(config.task, seeds),
-                                 jax.random.PRNGKey(config.eval.seed_offset),
-                                 config.max_steps or wm.task.max_steps)
   return _json(out_file, {"variant": variant, "workdir": policy_dir, "real": real,
-                          "wm": wm_eval, "real_steps": cost[0], "corrective_steps": cost[1]})
+                          "wm": _wm_success(config, wm, wm_params, policy, params),
+                          "real_steps": cost[0], "corrective_steps": cost[1]})
+
+
+def _wm_success(config, wm, wm_params, policy, params) -> dict:
+  """WM success from the real evaluation's start states (its seeds), over the task's horizon."""
+  seeds = range(config.eval.seed_offset, config.eval.seed_offset + config.eval.num_episodes)
+  return evaluate.evaluate_wm(wm, wm_params, policy, params,
+                              hiwm_round.start_observations(config.task, seeds),
+                              jax.random.PRNGKey(config.eval.seed_offset),
+                              config.max_steps or wm.task.max_steps)
+
+
+def judge_in_world_model(results: dict, wm_dir: str) -> dict:
+  """A chain's results with every variant's WM success measured again in another world model
+  (say, one trained later on more data): the same policies from the same real start states.
+  Real success is untouched; `judged_by` names the world model."""
+  config = ml_collections.ConfigDict(results["config"])
+  wm, wm_params, _ = world_model.load_world_model(wm_dir)
+  if wm.task.name != config.task:
+    raise ValueError(f"{wm_dir} is a {wm.task.name} world model; the chain is {config.task}")
+  judged = json.loads(json.dumps(results))  # a deep copy
+  judged["judged_by"] = os.path.abspath(wm_dir)
+  for v in judged["variants"].values():
+    policy, params, _ = load_policy(v["workdir"])
+    v["wm"] = _wm_success(config, wm, wm_params, policy, params)
+  return judged
 
 
 def _demo_steps(config) -> int:

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -37,3 +39,17 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   assert " train " not in again.stdout and again.stdout.count("reuse") >= 4
   assert json.loads((tmp_path / "results" / "results.json").read_text())["variants"] == \
       results["variants"]
+
+  # Judged again in the chain's own world model: the same WM successes (fixed keys and seeds);
+  # a world model of another task is refused.
+  from hiwm_jax import pipeline
+  wm_dir = tmp_path / "run" / "world_model"
+  judged = pipeline.judge_in_world_model(results, str(wm_dir))
+  assert judged["judged_by"] == str(wm_dir)
+  for name, v in judged["variants"].items():
+    assert v["wm"] == results["variants"][name]["wm"]
+    assert v["real"] == results["variants"][name]["real"]
+  other = json.loads(json.dumps(results))
+  other["config"]["task"] = "pick_place"
+  with pytest.raises(ValueError, match="push world model"):
+    pipeline.judge_in_world_model(other, str(wm_dir))

@@ -33,6 +33,7 @@ HINGE = (N_SIDE - 1, N_VERTS - N_SIDE)  # the other two corners: the fold line r
 SUCCESS_DIST = 0.03  # metres between corners A and B for a fold.
 MAX_STEP = 0.015  # metres of gripper travel per control step at |action| = 1.
 PINCH_RADIUS = 0.025  # a closing gripper pinches the nearest vertex within this distance.
+HOLD_RADIUS = 0.015  # a held vertex stays this close to the closed gripper (about 8 mm seen).
 SUBSTEPS = 12  # 4 ms physics steps per control step: about 20 Hz control.
 WORKSPACE_LO = np.array([-0.25, -0.25, 0.006])  # gripper clamp; z stays above the table top.
 WORKSPACE_HI = np.array([0.25, 0.25, 0.25])
@@ -56,7 +57,6 @@ RGBA_OPEN = (0.2, 0.8, 0.2, 1.0)
 RGBA_CLOSED = (0.9, 0.2, 0.2, 1.0)
 
 # The expert's tolerances (metres).
-_HOLD_TOL = 0.015  # closed and A this close to the gripper: A is held.
 _GRASP_TOL = 0.006  # open gripper this close to A: close.
 _HOVER = 0.05  # approach height above A, reached while still far from it.
 _ARC_ASPECT = 0.9  # the carry arc's height over its half-width (1 = a semicircle).
@@ -148,7 +148,7 @@ def expert_action(obs, rng):
   gripper, closed, verts = _split(obs)
   corner, goal = verts[CORNER_A], verts[CORNER_B]
   hinge = 0.5 * (verts[HINGE[0]] + verts[HINGE[1]])
-  holding = closed & (jnp.linalg.norm(corner - gripper) < _HOLD_TOL)
+  holding = closed & (jnp.linalg.norm(corner - gripper) < HOLD_RADIUS)
   placed = ((jnp.linalg.norm(corner[:2] - goal[:2]) < _PLACE_XY)
             & (corner[2] - goal[2] < _PLACE_Z))
   folded = jnp.linalg.norm(corner - goal) < SUCCESS_DIST

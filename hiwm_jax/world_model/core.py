@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hiwm_jax.envs.base import TaskFns
+from hiwm_jax.world_model import cloth_graph
 from hiwm_jax.world_model.model import Ensemble, broadcast_members
 from hiwm_jax.world_model.structure import ObsStructure, obs_structure
 
@@ -44,7 +45,7 @@ class WorldModel:
   """
   task: TaskFns
   history: int
-  module: Ensemble
+  module: Ensemble | cloth_graph.GraphEnsemble
   obs_stats: Mapping[str, np.ndarray]
   delta_std: np.ndarray
   risk_scale: float = 1.0
@@ -126,7 +127,13 @@ class WorldModel:
 
   def apply_members(self, params: Params, history, action) -> jax.Array:
     """Members' outputs [E, ..., P] from histories [E, ..., h, obs_dim] and actions [E, ..., A]."""
-    hist = history[..., self.structure.predicted]  # [..., h, P]
+    p = self.structure.predicted
+    if isinstance(self.module, cloth_graph.GraphEnsemble):  # per vertex, in metres
+      nodes, edges = cloth_graph.graph_inputs(self.unnormalize(history), jnp.clip(action, -1, 1))
+      delta = cloth_graph.vertex_delta_to_obs(self.module.apply(params, nodes, edges),
+                                              self.obs_dim)
+      return delta[..., p] / (self.obs_stats["std"][p] * self.delta_std)
+    hist = history[..., p]  # [..., h, P]
     # The last observation and the recent steps' changes in typical-step units: motion is
     # a small difference of large positions, too ill-conditioned to leave to the first layer.
     motion = jnp.diff(hist, axis=-2) / self.delta_std  # [..., h-1, P]
@@ -170,12 +177,23 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
   if config.history < 1 or config.ensemble_size < 1:
     raise ValueError(f"world_model.history and ensemble_size must be >= 1; got "
                      f"{config.history} and {config.ensemble_size}")
-  module = Ensemble(size=config.ensemble_size, hidden=tuple(config.hidden),
-                    out_dim=int(structure.predicted.size))
+  network = config.get("network", "mlp")
+  if network == "mlp":
+    module = Ensemble(size=config.ensemble_size, hidden=tuple(config.hidden),
+                      out_dim=int(structure.predicted.size))
+  elif network == "cloth_graph" and task.name == "cloth_fold":
+    module = cloth_graph.GraphEnsemble(size=config.ensemble_size, width=config.graph.width,
+                                       rounds=config.graph.rounds)
+  else:
+    raise ValueError(f"unknown world_model.network {network!r} for task {task.name}; known: "
+                     "'mlp' (any task), 'cloth_graph' (cloth_fold)")
   return WorldModel(task=task, history=config.history, module=module, obs_stats=stats,
                     delta_std=delta_std, risk_scale=float(risk_scale))
 
 
 def init_params(wm: WorldModel, rng: jax.Array) -> Params:
   e, p = wm.ensemble_size, wm.structure.predicted.size
+  if isinstance(wm.module, cloth_graph.GraphEnsemble):
+    return wm.module.init(rng, *cloth_graph.graph_inputs(jnp.zeros((e, wm.history, wm.obs_dim)),
+                                                         jnp.zeros((e, wm.action_dim))))
   return wm.module.init(rng, jnp.zeros((e, wm.history, p)), jnp.zeros((e, wm.action_dim)))

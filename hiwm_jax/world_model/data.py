@@ -21,7 +21,7 @@ def dataset_path(config: ml_collections.ConfigDict, name: str) -> str:
 
 def missing_dataset_message(config: ml_collections.ConfigDict, name: str) -> str:
   how = (f"python -m experiments.collect --config=experiments/configs/{config.task}.py "
-         "--policy=<policy workdir>" if name == "policy" else
+         f"--policy=<policy workdir> --name={name}" if name.startswith("policy") else
          f"python -m experiments.collect --config=experiments/configs/{config.task}.py")
   return (f"world-model dataset {name!r} is missing: no dataset at "
           f"{dataset_path(config, name)}; create it with `{how}`, or list it in "

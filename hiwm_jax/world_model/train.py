@@ -46,7 +46,10 @@ def make_loss(wm: core.WorldModel, one_step_weight: float):
       nxt = wm.advance(h, out, action)  # [E, B, D]
       return jnp.concatenate([h[..., 1:, :], nxt[..., None, :]], axis=-2), (nxt, out)
 
-    _, (preds, outs) = jax.lax.scan(body, hist, jnp.moveaxis(batch["action"], 2, 0))
+    # Rematerialized: the backward pass recomputes each step rather than storing every
+    # step's activations (the cloth graph's edge activations would not fit).
+    _, (preds, outs) = jax.lax.scan(jax.checkpoint(body), hist,
+                                    jnp.moveaxis(batch["action"], 2, 0))
     preds = jnp.moveaxis(preds, 0, 2)  # [E, B, K, D]
     sq = jnp.mean((preds - target)[..., pred] ** 2, axis=-1)  # [E, B, K]
     multi = jnp.sum(sq * mask) / jnp.maximum(jnp.sum(mask), 1.0)

@@ -66,6 +66,9 @@ def main(argv):
   text += (f"\n\nHi-WM real-success gain, mean over {len(all_results)} task x backbone pairs: "
            f"{gains['over_base']:+.1f} points over base, {gains['over_wm_closed_loop']:+.1f} over "
            "WM closed loop (paper: +37.9, +19.0).\n")
+  if _JUDGE_WM_ROOT.value:
+    text += (f"WM success measured in the world models {_JUDGE_WM_ROOT.value}/<task>_world_model, "
+             "not the ones the chains corrected in.\n")
   real, wm, labels = pipeline.points(all_results)
   agreement = {"all": evaluate.agreement(real, wm) if len(real) >= 2 else None}
   for task in sorted({r["task"] for r in all_results}):

@@ -3,7 +3,8 @@
   python -m experiments.train_wm --config=experiments/configs/push.py \
       --workdir=/tmp/hiwm/runs/wm_push
   python -m experiments.eval_wm --workdir=/tmp/hiwm/runs/wm_push
-Without the base policy's rollouts yet: --config.wm_data.optional='("policy_diffusion","policy_flow")'.
+Without the base policy's rollouts yet:
+  --config.wm_data.optional='("policy_diffusion","policy_flow")'
 Re-running with the same workdir resumes from its latest checkpoint.
 """
 from absl import app, flags

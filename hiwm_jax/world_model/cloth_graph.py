@@ -100,9 +100,9 @@ def vertex_delta_to_obs(delta, obs_dim: int):
       delta.reshape(*delta.shape[:-2], -1) * SCALE)
 
 
-def _mlp(width: int, x, out: int | None = None):
+def _mlp(width: int, x):
   x = nn.gelu(nn.Dense(width)(x))
-  return nn.LayerNorm()(nn.Dense(out or width)(x))
+  return nn.LayerNorm()(nn.Dense(width)(x))
 
 
 class GraphMember(nn.Module):

@@ -75,36 +75,11 @@ def run_chain(config: ml_collections.ConfigDict, work_dir: str, out_dir: str,
     world_model.train_world_model(config, wm_dir)
 
   log(f"[4/6] Hi-WM: {config.hiwm.rounds} round(s) of corrections in the world model")
-  current, corrections, hiwm_summaries = base, [], []
-  for r in range(config.hiwm.rounds):
-    name = f"{run}_hiwm_r{r}"
-    round_dir = w(f"hiwm_round{r}")
-    if not os.path.exists(os.path.join(round_dir, hiwm_round.SUMMARY_FILE)):
-      hiwm_round.run_round(config, current, wm_dir, round_dir, _dataset(config, name))
-    summary = _json(os.path.join(round_dir, hiwm_round.SUMMARY_FILE))
-    log("  " + hiwm_round.summary_line(summary))
-    hiwm_summaries.append(summary)
-    if summary["dataset"]:
-      corrections.append(name)
-    else:
-      log(f"  WARNING: no correction was kept in round {r}; this round post-trains on the base "
-          "data alone. Loosen config.corrector (gates, num_branches, keep) or train the world "
-          "model longer.")
-    datasets = tuple(config.policy_data.datasets) + tuple(corrections)
-    current = _policy(config, w(f"hiwm_policy_r{r}"), lambda: posttrain.posttrain(
-        config, current, datasets, w(f"hiwm_policy_r{r}")), log)
-  hiwm_policy = current
+  hiwm_policy, hiwm_summaries = _rounds(config, base, wm_dir, work_dir, "hiwm", log)
 
-  log("[5/6] baselines: WM closed loop, real-world HG-DAgger (same corrective-step budget)")
-  name = f"{run}_wm_closed_loop"
-  cl_dir = w("wm_closed_loop_round")
-  if not os.path.exists(os.path.join(cl_dir, hiwm_round.SUMMARY_FILE)):
-    hiwm_round.run_round(config, base, wm_dir, cl_dir, _dataset(config, name), person=False)
-  closed_loop = _json(os.path.join(cl_dir, hiwm_round.SUMMARY_FILE))
-  log("  " + hiwm_round.summary_line(closed_loop))
-  datasets = tuple(config.policy_data.datasets) + ((name,) if closed_loop["dataset"] else ())
-  cl_policy = _policy(config, w("wm_closed_loop_policy"), lambda: posttrain.posttrain(
-      config, base, datasets, w("wm_closed_loop_policy")), log)
+  log("[5/6] baselines: WM closed loop (as many rounds and rollouts), real-world HG-DAgger "
+      "(same corrective-step budget)")
+  cl_policy, closed_loop = _rounds(config, base, wm_dir, work_dir, "wm_closed_loop", log)
   budget = sum(s["corrective_steps"] for s in hiwm_summaries)
   name = f"{run}_hgdagger"
   hg_file = w("hgdagger_summary.json")
@@ -123,7 +98,7 @@ def run_chain(config: ml_collections.ConfigDict, work_dir: str, out_dir: str,
       "hiwm": (0, budget)}
   results = {"task": config.task, "backbone": config.policy.backbone, "run": run,
              "demo_steps": demo_steps, "hiwm_rounds": hiwm_summaries,
-             "wm_closed_loop_round": closed_loop, "hgdagger": hg, "variants": {},
+             "wm_closed_loop_rounds": closed_loop, "hgdagger": hg, "variants": {},
              "config": json.loads(config.to_json_best_effort())}
   for variant, workdir in policies.items():
     results["variants"][variant] = _evaluate(config, workdir, wm_dir, variant, cost[variant])
@@ -137,6 +112,36 @@ def run_chain(config: ml_collections.ConfigDict, work_dir: str, out_dir: str,
   plots.success_bars([results], os.path.join(out_dir, "success.png"))
   plots.wm_vs_real([results], os.path.join(out_dir, "wm_vs_real.png"))
   return results
+
+
+def _rounds(config, base: str, wm_dir: str, work_dir: str, mode: str, log) -> tuple[str, list]:
+  """`config.hiwm.rounds` rounds of: roll the current policy out in the world model, keep data
+  (mode "hiwm": the person's corrections; "wm_closed_loop": the rollouts the world model judges
+  successful, no person), fine-tune the current policy on demos + everything kept so far. Every
+  round starts from the same held-out start states; returns (final policy dir, round summaries)."""
+  run = os.path.basename(os.path.normpath(work_dir))
+  w = lambda *p: os.path.join(work_dir, *p)
+  current, kept, summaries = base, [], []
+  for r in range(config.hiwm.rounds):
+    name, round_dir, policy_dir = f"{run}_{mode}_r{r}", w(f"{mode}_round{r}"), w(
+        f"{mode}_policy_r{r}")
+    if not os.path.exists(os.path.join(round_dir, hiwm_round.SUMMARY_FILE)):
+      hiwm_round.run_round(config, current, wm_dir, round_dir, _dataset(config, name),
+                           person=mode == "hiwm")
+    summary = _json(os.path.join(round_dir, hiwm_round.SUMMARY_FILE))
+    log("  " + hiwm_round.summary_line(summary))
+    summaries.append(summary)
+    if summary["dataset"]:
+      kept.append(name)
+    else:
+      fix = ("loosen config.corrector (gates, num_branches, keep)" if mode == "hiwm" else
+             "raise config.hiwm.num_rollouts")
+      log(f"  WARNING: {mode} round {r} kept nothing; it post-trains on the data so far. To keep "
+          f"more, {fix} or give the world model more steps (world_model.train.steps).")
+    datasets = tuple(config.policy_data.datasets) + tuple(kept)
+    current = _policy(config, policy_dir, lambda: posttrain.posttrain(
+        config, current, datasets, policy_dir), log)
+  return current, summaries
 
 
 def _evaluate(config, policy_dir: str, wm_dir: str, variant: str, cost) -> dict:

@@ -26,7 +26,10 @@ def test_chain_end_to_end_then_resumes(tmp_path):
     assert 0 <= v["real"]["success_rate"] <= 1 and 0 <= v["wm"]["success_rate"] <= 1
     assert v["real"]["episodes"] == v["wm"]["episodes"] == results["config"]["eval"]["num_episodes"]
   hiwm = results["variants"]["hiwm"]
-  assert hiwm["corrective_steps"] == results["hiwm_rounds"][0]["corrective_steps"] > 0
+  rounds = results["config"]["hiwm"]["rounds"]
+  assert len(results["hiwm_rounds"]) == len(results["wm_closed_loop_rounds"]) == rounds == 2
+  assert results["hiwm_rounds"][1]["policy"].endswith("hiwm_policy_r0")  # round 2 corrects round 1's
+  assert hiwm["corrective_steps"] == sum(r["corrective_steps"] for r in results["hiwm_rounds"]) > 0
   assert hiwm["real_steps"] == 0  # every correction happened in the world model
   hg = results["variants"]["hgdagger"]
   assert hg["corrective_steps"] == hiwm["corrective_steps"] and hg["real_steps"] > 0
@@ -36,7 +39,7 @@ def test_chain_end_to_end_then_resumes(tmp_path):
 
   again = _chain(tmp_path)  # every stage is found done and reused
   assert again.returncode == 0, again.stderr[-3000:]
-  assert " train " not in again.stdout and again.stdout.count("reuse") >= 4
+  assert " train " not in again.stdout and again.stdout.count("reuse") >= 6
   assert json.loads((tmp_path / "results" / "results.json").read_text())["variants"] == \
       results["variants"]
 

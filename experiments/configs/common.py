@@ -121,7 +121,9 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       export_lead_up=False,
       pre_intervention_steps=8,  # with the lead-up: its last steps labelled pre-intervention
       dataset="corrections",  # kept corrections go to <data_dir>/<task>/<dataset>
-      rounds=1,  # experiments/hiwm.py: collect with the current policy, post-train, repeat
+      # experiments/hiwm.py: collect with the current policy, post-train, repeat (the WM
+      # closed-loop baseline runs as many rounds); one round gains far less on pick_place
+      rounds=3,
       world_model="",  # experiments/hiwm.py: a trained WM to reuse (default: train one)
   ))
   # Post-training (hiwm_jax/posttrain.py): fine-tune the base policy on demos + corrections.
@@ -144,7 +146,7 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
     config.world_model.graph.update(width=32, rounds=3)
     config.world_model.train.update(steps=1000, batch_size=32, warmup_steps=50,
                                     checkpoint_every=500)
-    config.hiwm.update(num_rollouts=20)
+    config.hiwm.update(num_rollouts=20, rounds=2)
     config.posttrain.update(steps=300, warmup_steps=20)
   if args.get("smoke"):
     config.collect.update(num_demos=3, num_play=2, num_policy=2)
@@ -156,7 +158,7 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
     config.world_model.graph.update(width=8, rounds=1)
     config.world_model.train.update(steps=20, batch_size=16, warmup_steps=5, log_every=10,
                                     checkpoint_every=10)
-    config.hiwm.update(num_rollouts=4, branch_steps=16)
+    config.hiwm.update(num_rollouts=4, branch_steps=16, rounds=2)
     config.corrector.update(num_branches=2, keep="all")  # untrained models rarely succeed
     config.wm_data.update(optional=config.wm_data.datasets[2:], max_episodes=4)
     config.posttrain.update(steps=10, warmup_steps=2)

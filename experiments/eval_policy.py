@@ -2,6 +2,8 @@
 
   python -m experiments.eval_policy --workdir=/tmp/hiwm/runs/push_diffusion [--episodes=50]
 Writes <workdir>/eval_real.json (summary and per-episode outcomes) and prints the summary.
+--seed_offset=2000000 evaluates on a validation range instead (eval_real_2000000.json): choose
+settings there, so the evaluation seeds stay untouched by the choice.
 """
 import json
 import os
@@ -13,6 +15,8 @@ from hiwm_jax.policies.train import load_policy
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A policy work directory.")
 _EPISODES = flags.DEFINE_integer("episodes", None, "Episodes (default: the config's eval).")
+_SEED_OFFSET = flags.DEFINE_integer("seed_offset", None, "First seed (default: the config's "
+                                    "evaluation seeds, config.eval.seed_offset).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -22,15 +26,18 @@ def main(argv):
   env = envs.make(config.task, max_steps=config.max_steps)
   summary, results = evaluate.evaluate_real(
       env, policy, params, _EPISODES.value or config.eval.num_episodes,
-      seed_offset=config.eval.seed_offset, desc=f"{config.task} {policy.name}")
+      seed_offset=config.eval.seed_offset if _SEED_OFFSET.value is None else _SEED_OFFSET.value,
+      desc=f"{config.task} {policy.name}")
   env.close()
   summary.update(backbone=config.policy.backbone, workdir=os.path.abspath(_WORKDIR.value),
                  outcomes=[bool(r.success) for r in results])
-  with open(os.path.join(_WORKDIR.value, "eval_real.json"), "w") as f:
+  name = "eval_real.json" if _SEED_OFFSET.value is None else f"eval_real_{_SEED_OFFSET.value}.json"
+  with open(os.path.join(_WORKDIR.value, name), "w") as f:
     json.dump(summary, f, indent=2)
   low, high = summary["ci95"]
   print(f"{config.task} {config.policy.backbone}: real success {summary['successes']}/"
         f"{summary['episodes']} = {100 * summary['success_rate']:.0f}% "
+        f"(seeds {summary['seeds'][0]}-{summary['seeds'][1] - 1}) "
         f"(95% CI {100 * low:.0f}-{100 * high:.0f}%)")
 
 

@@ -24,14 +24,15 @@ def main(argv):
   del argv
   policy, params, config = load_policy(_WORKDIR.value)
   env = envs.make(config.task, max_steps=config.max_steps)
+  validation = _SEED_OFFSET.value is not None
   summary, results = evaluate.evaluate_real(
       env, policy, params, _EPISODES.value or config.eval.num_episodes,
-      seed_offset=config.eval.seed_offset if _SEED_OFFSET.value is None else _SEED_OFFSET.value,
+      seed_offset=_SEED_OFFSET.value if validation else config.eval.seed_offset,
       desc=f"{config.task} {policy.name}")
   env.close()
   summary.update(backbone=config.policy.backbone, workdir=os.path.abspath(_WORKDIR.value),
                  outcomes=[bool(r.success) for r in results])
-  name = "eval_real.json" if _SEED_OFFSET.value is None else f"eval_real_{_SEED_OFFSET.value}.json"
+  name = f"eval_real_{_SEED_OFFSET.value}.json" if validation else "eval_real.json"
   with open(os.path.join(_WORKDIR.value, name), "w") as f:
     json.dump(summary, f, indent=2)
   low, high = summary["ci95"]

@@ -119,12 +119,9 @@ def _rounds(config, base: str, wm_dir: str, work_dir: str, mode: str, log) -> tu
   (mode "hiwm": the person's corrections; "wm_closed_loop": the rollouts the world model judges
   successful, no person), fine-tune the current policy on demos + everything kept so far. Every
   round starts from the same held-out start states; returns (final policy dir, round summaries)."""
-  run = os.path.basename(os.path.normpath(work_dir))
-  w = lambda *p: os.path.join(work_dir, *p)
   current, kept, summaries = base, [], []
   for r in range(config.hiwm.rounds):
-    name, round_dir, policy_dir = f"{run}_{mode}_r{r}", w(f"{mode}_round{r}"), w(
-        f"{mode}_policy_r{r}")
+    name, round_dir, policy_dir = _round_paths(work_dir, mode, r)
     if not os.path.exists(os.path.join(round_dir, hiwm_round.SUMMARY_FILE)):
       hiwm_round.run_round(config, current, wm_dir, round_dir, _dataset(config, name),
                            person=mode == "hiwm")
@@ -142,6 +139,13 @@ def _rounds(config, base: str, wm_dir: str, work_dir: str, mode: str, log) -> tu
     current = _policy(config, policy_dir, lambda: posttrain.posttrain(
         config, current, datasets, policy_dir), log)
   return current, summaries
+
+
+def _round_paths(work_dir: str, mode: str, r: int) -> tuple[str, str, str]:
+  """(dataset name, round dir, post-trained policy dir) of round r of `mode` in a chain."""
+  run = os.path.basename(os.path.normpath(work_dir))
+  return (f"{run}_{mode}_r{r}", os.path.join(work_dir, f"{mode}_round{r}"),
+          os.path.join(work_dir, f"{mode}_policy_r{r}"))
 
 
 def _evaluate(config, policy_dir: str, wm_dir: str, variant: str, cost) -> dict:
@@ -247,7 +251,7 @@ def ablate_branches(config: ml_collections.ConfigDict, work_dir: str, ks) -> lis
     name, round_dir, policy_dir = (f"{run}_k{k}", w(f"ablate_k{k}_round"),
                                    w(f"ablate_k{k}_policy"))
     if k == config.corrector.num_branches:  # the chain's own first round: reuse it
-      name, round_dir, policy_dir = f"{run}_hiwm_r0", w("hiwm_round0"), w("hiwm_policy_r0")
+      name, round_dir, policy_dir = _round_paths(work_dir, "hiwm", 0)
     if not os.path.exists(os.path.join(round_dir, hiwm_round.SUMMARY_FILE)):
       hiwm_round.run_round(c, base, wm_dir, round_dir, _dataset(c, name))
     s = _json(os.path.join(round_dir, hiwm_round.SUMMARY_FILE))

@@ -19,6 +19,8 @@ from hiwm_jax import evaluate, pipeline, plots
 _TASKS = flags.DEFINE_list("tasks", ["pick_place", "push", "cloth_fold"], "Task configs.")
 _BACKBONES = flags.DEFINE_list("backbones", ["diffusion", "flow"], "Policy backbones.")
 _CONFIG_ARG = flags.DEFINE_string("config_arg", "", "Extra config args, e.g. quick.")
+_ROUNDS = flags.DEFINE_integer("rounds", None, "Overrides the configs' hiwm.rounds (Hi-WM and "
+                               "WM closed-loop rounds); later rounds resume from earlier ones.")
 _WORK_ROOT = flags.DEFINE_string("work_root", "/tmp/hiwm/chains", "Chains' work directories.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Overrides the configs' data_dir (datasets; "
                                 "each chain's corrections are written there too).")
@@ -37,6 +39,8 @@ def _config(task: str, backbone: str):
   with config.unlocked():
     config.hiwm.world_model = config.hiwm.world_model or shared_wm
     config.data_dir = _DATA_DIR.value or config.data_dir
+    if _ROUNDS.value is not None:
+      config.hiwm.rounds = _ROUNDS.value
   return config
 
 

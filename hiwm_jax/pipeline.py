@@ -56,6 +56,9 @@ def _policy(config, workdir: str, train: Callable[[], object], log) -> str:
 def run_chain(config: ml_collections.ConfigDict, work_dir: str, out_dir: str,
               log=print) -> dict:
   """Runs (or resumes) the chain; returns and writes the results."""
+  if config.hiwm.rounds < 1:
+    raise ValueError(f"hiwm.rounds must be >= 1 (each round corrects, then post-trains); got "
+                     f"{config.hiwm.rounds}")
   os.makedirs(out_dir, exist_ok=True)
   checkpoint.save_config(out_dir, config)
   run = os.path.basename(os.path.normpath(work_dir))
@@ -86,6 +89,11 @@ def run_chain(config: ml_collections.ConfigDict, work_dir: str, out_dir: str,
   if not os.path.exists(hg_file):
     _json(hg_file, hgdagger.run_hgdagger(config, base, max(1, budget), _dataset(config, name)))
   hg = _json(hg_file)
+  if hg["corrective_budget"] != max(1, budget):
+    raise ValueError(
+        f"{hg_file} holds an HG-DAgger run with a budget of {hg['corrective_budget']} corrective "
+        f"steps, but the Hi-WM rounds now spent {budget} (did hiwm.rounds change?). To rerun it "
+        f"at the new budget, move {hg_file}, {w('hgdagger_policy')} and {hg['dataset']} aside.")
   hg_policy = _policy(config, w("hgdagger_policy"), lambda: posttrain.posttrain(
       config, base, tuple(config.policy_data.datasets) + (name,), w("hgdagger_policy")), log)
 

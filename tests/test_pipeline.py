@@ -43,6 +43,14 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   assert json.loads((tmp_path / "results" / "results.json").read_text())["variants"] == \
       results["variants"]
 
+  # A rerun whose Hi-WM rounds spent another budget refuses the stale HG-DAgger run.
+  hg_file = tmp_path / "run" / "hgdagger_summary.json"
+  stale = json.loads(hg_file.read_text())
+  hg_file.write_text(json.dumps({**stale, "corrective_budget": stale["corrective_budget"] + 1}))
+  refused = _chain(tmp_path)
+  assert refused.returncode != 0 and "did hiwm.rounds change?" in refused.stderr
+  assert (tmp_path / "run" / "hgdagger_policy" / "trained").exists()  # nothing deleted
+
   # Judged again in the chain's own world model: the same WM successes (fixed keys and seeds);
   # a world model of another task is refused.
   from hiwm_jax import pipeline

@@ -64,3 +64,19 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   other["config"]["task"] = "pick_place"
   with pytest.raises(ValueError, match="push world model"):
     pipeline.judge_in_world_model(other, str(wm_dir))
+
+  # The branches-per-failure ablation from the finished chain: every K corrects the same failure
+  # states with K branches each; the chain's own K reuses its first Hi-WM round.
+  from experiments.configs import push
+  config = push.get_config("smoke")
+  config.data_dir = str(tmp_path / "data")
+  rows = pipeline.ablate_branches(config, str(tmp_path / "run"), [1, 2])
+  assert config.corrector.num_branches == 2
+  states = {r["corrected_states"] for r in rows}
+  assert len(states) == 1 and states.pop() == results["hiwm_rounds"][0]["corrected_states"] > 0
+  for r in rows:
+    assert r["branches"] == r["k"] * r["corrected_states"]
+    assert r["real"]["episodes"] == results["config"]["eval"]["num_episodes"]
+  assert rows[1]["corrective_steps"] == results["hiwm_rounds"][0]["corrective_steps"]
+  assert not (tmp_path / "run" / "ablate_k2_round").exists()
+  assert "| 1 | " in pipeline.ablation_table("push", "diffusion", rows)

@@ -86,3 +86,24 @@ def _with(config, **updates):
   config = config.copy_and_resolve_references()
   config.update(updates)
   return config
+
+
+@pytest.mark.parametrize("gates", [("stall",), ("expert_gap",), ("stall", "expert_gap")])
+def test_real_world_gate_fires_where_the_world_model_gate_does(gates):
+  """HG-DAgger's step-by-step gate and the person's whole-rollout gate: the same first step."""
+  from hiwm_jax import hgdagger
+  task = envs.task_fns("push")
+  obs = np.tile(np.asarray(envs.make("push").reset(seed=0)[0]), (T + 1, 1))
+  goal = obs[0, 36:39]
+  moved = np.minimum(np.arange(T + 1), 12)[:, None] / 12  # the object nears the goal, then stops
+  obs[:, 4:7] = obs[0, 4:7] + 0.5 * moved * (goal - obs[0, 4:7])
+  progress = np.asarray(jax.vmap(task.progress)(obs))
+  expert = np.asarray(jax.vmap(lambda o: task.expert(o, jax.random.PRNGKey(0)))(obs[:T]))
+  proposed = expert.copy()
+  proposed[[3, 15, 16, 17], 0] += 1.0
+  person = _person(gates=gates, stall_steps=6, stall_min_gain=1e-3, gap_threshold=0.5,
+                   gap_steps=3)
+  batch = person.failure_step(_rollout(progress, policy_actions=proposed, observations=obs))
+  online = hgdagger.OnlineGate(task, person.config)
+  first = next(t for t in range(T) if online.observe(obs[t], proposed[t]))
+  assert batch is not None and first == batch

@@ -36,6 +36,15 @@ def start_observations(task: str, seeds) -> np.ndarray:
     env.close()
 
 
+def round_seed_offset(hiwm_config: ml_collections.ConfigDict, round_index: int) -> int:
+  """The first start-state seed of a round: the same starts every round, or the next
+  `num_rollouts` unseen ones (new real first observations cost a camera frame, no robot time)."""
+  if round_index < 0:
+    raise ValueError(f"round_index must be >= 0; got {round_index}")
+  step = hiwm_config.num_rollouts if hiwm_config.new_starts_each_round else 0
+  return hiwm_config.seed_offset + round_index * step
+
+
 def _verdict(out: rollout.Rollout, length: int) -> dict:
   """The world model's per-step verdict over the first `length` steps of a rollout."""
   return {"success": np.asarray(out.done[:length + 1]),
@@ -58,11 +67,13 @@ def _add_rollout(session: Session, node: int, out: rollout.Rollout, length: int,
 
 
 def run_round(config: ml_collections.ConfigDict, policy_workdir: str, wm_workdir: str,
-              out_dir: str, dataset_path: str | None = None, person: bool = True) -> dict:
+              out_dir: str, dataset_path: str | None = None, person: bool = True,
+              round_index: int = 0) -> dict:
   """Rollouts, gating, rollback, branching and export; returns (and saves) the summary.
 
   person=False is the WM closed-loop baseline: the same rollouts, no person; the rollouts the
   world model judges successful are kept (and exported) instead of corrections.
+  round_index picks the start states when `hiwm.new_starts_each_round` is set.
   """
   c = config.hiwm
   policy, policy_params, _ = load_policy(policy_workdir)
@@ -72,12 +83,13 @@ def run_round(config: ml_collections.ConfigDict, policy_workdir: str, wm_workdir
   corrector = correctors.SimulatedPerson(wm.task, config.corrector)
   correctors.check_config(config.corrector, policy.execute)
   horizon = config.max_steps or wm.task.max_steps
+  first_seed = round_seed_offset(c, round_index)
   session = Session.create(os.path.join(out_dir, SESSION_DIR),  # refuses to reuse a session
                            {"task": config.task, "policy": os.path.abspath(policy_workdir),
-                            "world_model": os.path.abspath(wm_workdir), "seed": c.seed_offset})
+                            "world_model": os.path.abspath(wm_workdir), "seed": first_seed})
   checkpoint.save_config(out_dir, config)
 
-  seeds = np.arange(c.seed_offset, c.seed_offset + c.num_rollouts)
+  seeds = np.arange(first_seed, first_seed + c.num_rollouts)
   first_obs = start_observations(config.task, seeds)
   starts = jax.vmap(lambda o: rollout.start(wm, wm_params, o[None], policy.history))(
       jnp.asarray(first_obs))

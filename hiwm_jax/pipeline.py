@@ -126,13 +126,14 @@ def _rounds(config, base: str, wm_dir: str, work_dir: str, mode: str, log) -> tu
   """`config.hiwm.rounds` rounds of: roll the current policy out in the world model, keep data
   (mode "hiwm": the person's corrections; "wm_closed_loop": the rollouts the world model judges
   successful, no person), fine-tune the current policy on demos + everything kept so far. Every
-  round starts from the same held-out start states; returns (final policy dir, round summaries)."""
+  round starts from the same held-out start states, or new ones (`hiwm.new_starts_each_round`);
+  returns (final policy dir, round summaries)."""
   current, kept, summaries = base, [], []
   for r in range(config.hiwm.rounds):
     name, round_dir, policy_dir = _round_paths(work_dir, mode, r)
     if not os.path.exists(os.path.join(round_dir, hiwm_round.SUMMARY_FILE)):
       hiwm_round.run_round(config, current, wm_dir, round_dir, _dataset(config, name),
-                           person=mode == "hiwm")
+                           person=mode == "hiwm", round_index=r)
     summary = _json(os.path.join(round_dir, hiwm_round.SUMMARY_FILE))
     log("  " + hiwm_round.summary_line(summary))
     summaries.append(summary)

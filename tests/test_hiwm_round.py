@@ -87,3 +87,20 @@ def test_closed_loop_baseline_keeps_the_world_models_successes(round_dir):
   if base["kept"]:
     episodes = data.read_episodes(base["dataset"])
     assert all(np.all(ep["steps"]["intervention"][:-1] == data.POLICY) for ep in episodes)
+
+
+def test_later_rounds_start_from_new_states_when_asked(round_dir):
+  root, config, s = round_dir
+  c = config.copy_and_resolve_references()
+  assert hiwm_round.round_seed_offset(c.hiwm, 3) == c.hiwm.seed_offset  # default: same starts
+  c.hiwm.new_starts_each_round = True
+  n = c.hiwm.num_rollouts
+  assert hiwm_round.round_seed_offset(c.hiwm, 2) == c.hiwm.seed_offset + 2 * n
+  with pytest.raises(ValueError, match="round_index"):
+    hiwm_round.round_seed_offset(c.hiwm, -1)
+  later = hiwm_round.run_round(c, str(root / "policy"), str(root / "wm"), str(root / "round1"),
+                               person=False, round_index=1)
+  session = Session.open(root / "round1" / "session")
+  seeds = sorted(session.branch_info(b)["meta"]["seed"] for b in session.branches())
+  assert seeds == list(range(c.hiwm.seed_offset + n, c.hiwm.seed_offset + 2 * n))
+  assert later["rollouts"] == n

@@ -114,6 +114,7 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
   config.hiwm = ml_collections.ConfigDict(dict(
       num_rollouts=50,  # WM rollouts from real first observations ...
       seed_offset=300_000,  # ... at these held-out seeds (not data, not evaluation seeds)
+      new_starts_each_round=False,  # round r starts at seed_offset + r * num_rollouts
       seed=0,
       branch_steps=64,  # each correction runs this long (expert k steps, then the policy)
       # Export each correction alone (expert steps, then the policy to the WM's success), or

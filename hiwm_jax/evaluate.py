@@ -65,7 +65,8 @@ def evaluate_real(env: TaskEnv, policy: Policy, params, num_episodes: int,
   summary = {"task": env.task.name, "episodes": num_episodes, "successes": successes,
              "success_rate": successes / num_episodes, "ci95": [low, high],
              "seeds": [seed_offset, seed_offset + num_episodes],
-             "mean_steps": float(np.mean([len(r.actions) for r in results]))}
+             "mean_steps": float(np.mean([len(r.actions) for r in results])),
+             "success": [bool(r.success) for r in results]}  # per seed, as evaluate_wm's
   return summary, results
 
 
@@ -110,6 +111,24 @@ def agreement(real_rates, wm_rates) -> dict:
   violated = (s[:, None] < s[None, :]) != (r[:, None] < r[None, :])  # [N, N]
   mmrv = float(np.mean(np.max(np.abs(r[:, None] - r[None, :]) * violated, axis=1)))
   return {"pearson": _pearson(r, s), "spearman": _pearson(_ranks(r), _ranks(s)), "mmrv": mmrv}
+
+
+def episode_agreement(real_success, wm_success) -> dict:
+  """Per start state, did the world model call it as the real world did? For one policy's
+  episodes from the same seeds. `wm_false_success` (the WM says success, the real episode
+  failed) is what hides a failure from the person, so it is never corrected."""
+  r = np.asarray(real_success, bool)
+  w = np.asarray(wm_success, bool)
+  if r.ndim != 1 or r.shape != w.shape or not len(r):
+    raise ValueError(f"real_success and wm_success must be two 1-D lists of the same length "
+                     f">= 1 (one per start state); got shapes {r.shape} and {w.shape}")
+  counts = {"episodes": len(r), "both_succeed": int(np.sum(r & w)),
+            "wm_false_success": int(np.sum(~r & w)), "wm_false_failure": int(np.sum(r & ~w)),
+            "both_fail": int(np.sum(~r & ~w))}
+  real_failures = int(np.sum(~r))
+  return {**counts, "agreement": float(np.mean(r == w)),
+          "wm_false_success_rate": counts["wm_false_success"] / real_failures
+          if real_failures else None}
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:

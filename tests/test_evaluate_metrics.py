@@ -68,3 +68,15 @@ def test_evaluate_wm_rejects_bad_start_states(parts):
   with pytest.raises(ValueError, match=r"first_obs must be \[N >= 1, obs_dim=39\]"):
     evaluate.evaluate_wm(wm, wm_params, policy, policy_params, first_obs[0],
                          jax.random.PRNGKey(0), STEPS)
+
+
+def test_episode_agreement_counts_each_kind_of_disagreement():
+  real = [True, True, False, False, False]
+  wm = [True, False, True, True, False]
+  a = evaluate.episode_agreement(real, wm)
+  assert (a["both_succeed"], a["wm_false_failure"], a["wm_false_success"], a["both_fail"]) == \
+      (1, 1, 2, 1)
+  assert a["agreement"] == 2 / 5 and a["wm_false_success_rate"] == 2 / 3
+  assert evaluate.episode_agreement([True], [True])["wm_false_success_rate"] is None
+  with pytest.raises(ValueError, match="same length"):
+    evaluate.episode_agreement([True, False], [True])

@@ -74,6 +74,8 @@ def test_evaluate_real_and_policy_rollouts(data_dir, tmp_path):
   assert summary == again, "same seeds and weights, same outcome"
   assert summary["episodes"] == 2 and 0 <= summary["ci95"][0] <= summary["ci95"][1] <= 1
   assert [r.seed for r in results] == [5, 6]
+  assert summary["success"] == [r.success for r in results]
+  assert sum(summary["success"]) == summary["successes"]
   out = collect.collect_policy_rollouts(config, str(tmp_path / "run"))
   episodes = data.read_episodes(out["dataset"])
   assert len(episodes) == config.collect.num_policy, "failures are kept too"

@@ -1,0 +1,93 @@
+"""Per start state: does the world model call each policy's episode as the real world does?
+
+  python -m experiments.episode_agreement --results=results/paper3
+
+For every (task, backbone, variant) in <results>/*/results.json: the real and WM outcomes at the
+evaluation seeds, side by side. Where a policy's eval.json predates per-episode real outcomes, its
+real evaluation runs again (same seeds and weights) and must reproduce the stored success count;
+the outcomes are then added to that eval.json. Writes <results>/episode_agreement.md and .json.
+"""
+import glob
+import json
+import os
+
+import ml_collections
+import numpy as np
+from absl import app, flags
+
+from hiwm_jax import envs, evaluate
+from hiwm_jax.policies.train import load_policy
+
+_RESULTS = flags.DEFINE_string("results", None, "A paper_table output dir.", required=True)
+
+
+def _real_outcomes(config, variant: dict) -> list[bool]:
+  """The stored per-episode real outcomes, or a rerun of the same evaluation that records them."""
+  real = variant["real"]
+  if "success" in real:
+    return real["success"]
+  eval_file = os.path.join(variant["workdir"], "eval.json")
+  with open(eval_file) as f:
+    stored = json.load(f)
+  if stored["real"]["seeds"] != real["seeds"]:
+    raise ValueError(f"{eval_file} evaluated seeds {stored['real']['seeds']}, the results "
+                     f"{real['seeds']}; rerun experiments.paper_table for these results")
+  if "success" in stored["real"]:  # recorded by an earlier run of this script
+    return stored["real"]["success"]
+  policy, params, _ = load_policy(variant["workdir"])
+  env = envs.make(config.task, max_steps=config.max_steps)
+  try:
+    again, _ = evaluate.evaluate_real(env, policy, params, real["episodes"], real["seeds"][0],
+                                      desc=f"{config.task} {variant['variant']} again")
+  finally:
+    env.close()
+  if again["successes"] != real["successes"]:
+    raise RuntimeError(f"{variant['workdir']}: the rerun gave {again['successes']} successes, "
+                       f"the stored evaluation {real['successes']}; real evaluation is not "
+                       "reproducible here, so its per-episode outcomes cannot be recovered")
+  stored["real"]["success"] = again["success"]
+  with open(eval_file + ".tmp", "w") as f:
+    json.dump(stored, f, indent=2)
+  os.replace(eval_file + ".tmp", eval_file)
+  return again["success"]
+
+
+def main(argv):
+  del argv
+  paths = sorted(glob.glob(os.path.join(_RESULTS.value, "*", "results.json")))
+  if not paths:
+    raise app.UsageError(f"no */results.json under {_RESULTS.value}; run experiments.paper_table")
+  rows = []
+  for path in paths:
+    with open(path) as f:
+      res = json.load(f)
+    config = ml_collections.ConfigDict(res["config"])
+    for name, v in res["variants"].items():
+      a = evaluate.episode_agreement(_real_outcomes(config, v), v["wm"]["success"])
+      rows.append({"task": res["task"], "backbone": res["backbone"], "variant": name, **a})
+      print(f"{res['task']} {res['backbone']} {name}: agreement {a['agreement']:.0%}")
+  lines = ["| task | backbone | variant | agree | both succeed | WM success, real failure | "
+           "WM failure, real success | both fail | real failures the WM calls success |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    rate = r["wm_false_success_rate"]
+    lines.append(f"| {r['task']} | {r['backbone']} | {r['variant']} | {r['agreement']:.0%} | "
+                 f"{r['both_succeed']} | {r['wm_false_success']} | {r['wm_false_failure']} | "
+                 f"{r['both_fail']} | {'-' if rate is None else f'{rate:.0%}'} |")
+  for task in sorted({r["task"] for r in rows}):
+    sel = [r for r in rows if r["task"] == task]
+    fails = sum(r["wm_false_success"] + r["both_fail"] for r in sel)
+    lines.append(f"| {task} | all | all | {np.mean([r['agreement'] for r in sel]):.0%} | "
+                 f"{sum(r['both_succeed'] for r in sel)} | {sum(r['wm_false_success'] for r in sel)}"
+                 f" | {sum(r['wm_false_failure'] for r in sel)} | {sum(r['both_fail'] for r in sel)}"
+                 f" | {sum(r['wm_false_success'] for r in sel) / fails:.0%} |")
+  text = "\n".join(lines) + "\n"
+  with open(os.path.join(_RESULTS.value, "episode_agreement.md"), "w") as f:
+    f.write(text)
+  with open(os.path.join(_RESULTS.value, "episode_agreement.json"), "w") as f:
+    json.dump(rows, f, indent=2)
+  print(text)
+
+
+if __name__ == "__main__":
+  app.run(main)

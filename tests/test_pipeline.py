@@ -51,6 +51,30 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   assert refused.returncode != 0 and "did hiwm.rounds change?" in refused.stderr
   assert (tmp_path / "run" / "hgdagger_policy" / "trained").exists()  # nothing deleted
 
+  # Per start state, real vs WM; an eval.json from before per-episode outcomes is re-evaluated
+  # (same seeds and weights: the stored count comes back) and completed, nothing else changed.
+  base_eval = tmp_path / "run" / "base" / "eval.json"
+  stored = json.loads(base_eval.read_text())
+  old = json.loads(json.dumps(stored))
+  del old["real"]["success"]
+  base_eval.write_text(json.dumps(old))
+  results_file = tmp_path / "results" / "results.json"
+  without = json.loads(results_file.read_text())
+  del without["variants"]["base"]["real"]["success"]
+  results_file.write_text(json.dumps(without))
+  agree = subprocess.run([sys.executable, "-m", "experiments.episode_agreement",
+                          f"--results={tmp_path}"], cwd=REPO, capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "MUJOCO_GL": "egl"})
+  assert agree.returncode == 0, agree.stderr[-3000:]
+  assert json.loads(base_eval.read_text()) == stored
+  rows = json.loads((tmp_path / "episode_agreement.json").read_text())
+  assert [r["variant"] for r in rows] == list(results["variants"])
+  for r in rows:
+    v = results["variants"][r["variant"]]
+    assert r["both_succeed"] + r["wm_false_failure"] == v["real"]["successes"]
+    assert r["both_succeed"] + r["wm_false_success"] == v["wm"]["successes"]
+  results_file.write_text(json.dumps(results))
+
   # Judged again in the chain's own world model: the same WM successes (fixed keys and seeds);
   # a world model of another task is refused.
   from hiwm_jax import pipeline

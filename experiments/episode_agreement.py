@@ -12,10 +12,9 @@ import json
 import os
 
 import ml_collections
-import numpy as np
 from absl import app, flags
 
-from hiwm_jax import envs, evaluate
+from hiwm_jax import checkpoint, envs, evaluate
 from hiwm_jax.policies.train import load_policy
 
 _RESULTS = flags.DEFINE_string("results", None, "A paper_table output dir.", required=True)
@@ -46,10 +45,15 @@ def _real_outcomes(config, variant: dict) -> list[bool]:
                        f"the stored evaluation {real['successes']}; real evaluation is not "
                        "reproducible here, so its per-episode outcomes cannot be recovered")
   stored["real"]["success"] = again["success"]
-  with open(eval_file + ".tmp", "w") as f:
-    json.dump(stored, f, indent=2)
-  os.replace(eval_file + ".tmp", eval_file)
+  checkpoint.write_json(eval_file, stored)
   return again["success"]
+
+
+def _row(task: str, backbone: str, variant: str, a: dict) -> str:
+  rate = a["wm_false_success_rate"]
+  return (f"| {task} | {backbone} | {variant} | {a['agreement']:.0%} | {a['both_succeed']} | "
+          f"{a['wm_false_success']} | {a['wm_false_failure']} | {a['both_fail']} | "
+          f"{'-' if rate is None else f'{rate:.0%}'} |")
 
 
 def main(argv):
@@ -57,35 +61,29 @@ def main(argv):
   paths = sorted(glob.glob(os.path.join(_RESULTS.value, "*", "results.json")))
   if not paths:
     raise app.UsageError(f"no */results.json under {_RESULTS.value}; run experiments.paper_table")
-  rows = []
+  rows, pooled = [], {}  # pooled: task -> (real outcomes, WM outcomes) over all its policies
   for path in paths:
     with open(path) as f:
       res = json.load(f)
     config = ml_collections.ConfigDict(res["config"])
     for name, v in res["variants"].items():
-      a = evaluate.episode_agreement(_real_outcomes(config, v), v["wm"]["success"])
+      real, wm = _real_outcomes(config, v), v["wm"]["success"]
+      a = evaluate.episode_agreement(real, wm)
       rows.append({"task": res["task"], "backbone": res["backbone"], "variant": name, **a})
+      task_real, task_wm = pooled.setdefault(res["task"], ([], []))
+      task_real.extend(real)
+      task_wm.extend(wm)
       print(f"{res['task']} {res['backbone']} {name}: agreement {a['agreement']:.0%}")
   lines = ["| task | backbone | variant | agree | both succeed | WM success, real failure | "
            "WM failure, real success | both fail | real failures the WM calls success |",
            "|---|---|---|---|---|---|---|---|---|"]
-  for r in rows:
-    rate = r["wm_false_success_rate"]
-    lines.append(f"| {r['task']} | {r['backbone']} | {r['variant']} | {r['agreement']:.0%} | "
-                 f"{r['both_succeed']} | {r['wm_false_success']} | {r['wm_false_failure']} | "
-                 f"{r['both_fail']} | {'-' if rate is None else f'{rate:.0%}'} |")
-  for task in sorted({r["task"] for r in rows}):
-    sel = [r for r in rows if r["task"] == task]
-    fails = sum(r["wm_false_success"] + r["both_fail"] for r in sel)
-    lines.append(f"| {task} | all | all | {np.mean([r['agreement'] for r in sel]):.0%} | "
-                 f"{sum(r['both_succeed'] for r in sel)} | {sum(r['wm_false_success'] for r in sel)}"
-                 f" | {sum(r['wm_false_failure'] for r in sel)} | {sum(r['both_fail'] for r in sel)}"
-                 f" | {sum(r['wm_false_success'] for r in sel) / fails:.0%} |")
+  lines += [_row(r["task"], r["backbone"], r["variant"], r) for r in rows]
+  lines += [_row(task, "all", "all", evaluate.episode_agreement(*pooled[task]))
+            for task in sorted(pooled)]
   text = "\n".join(lines) + "\n"
   with open(os.path.join(_RESULTS.value, "episode_agreement.md"), "w") as f:
     f.write(text)
-  with open(os.path.join(_RESULTS.value, "episode_agreement.json"), "w") as f:
-    json.dump(rows, f, indent=2)
+  checkpoint.write_json(os.path.join(_RESULTS.value, "episode_agreement.json"), rows)
   print(text)
 
 

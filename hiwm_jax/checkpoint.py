@@ -26,6 +26,14 @@ class CheckpointError(ValueError):
   """A work directory has no readable checkpoint where one was asked for."""
 
 
+def write_json(path: str, value) -> None:
+  """Writes `value` as indented JSON atomically: a crash leaves the old file, never half a file."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2)
+  os.replace(tmp, path)
+
+
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   os.makedirs(workdir, exist_ok=True)
   tmp = os.path.join(workdir, CONFIG_FILE + ".tmp")

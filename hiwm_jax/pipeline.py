@@ -29,9 +29,7 @@ def _json(path: str, value=None):
   if value is None:
     with open(path) as f:
       return json.load(f)
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=2)
-  os.replace(path + ".tmp", path)
+  checkpoint.write_json(path, value)
   return value
 
 

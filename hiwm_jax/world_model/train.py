@@ -125,8 +125,8 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
                        checkpoint_every=cfg.train.checkpoint_every, metadata=metadata,
                        desc=f"{config.task} world model")
   risk_scale = calibrate_risk(wm, state.ema_params, sampler, cfg.train.seed)
-  _write_json(os.path.join(workdir, CALIBRATION_FILE),
-              {"risk_scale": risk_scale, "percentile": RISK_PERCENTILE, "step": int(state.step)})
+  checkpoint.write_json(os.path.join(workdir, CALIBRATION_FILE),
+                        {"risk_scale": risk_scale, "percentile": RISK_PERCENTILE, "step": int(state.step)})
   return dataclasses.replace(wm, risk_scale=risk_scale), state.ema_params
 
 
@@ -156,9 +156,3 @@ def load_world_model(workdir: str, step: int | None = None):
                      f"builds: {e}") from e
   return wm, params, config
 
-
-def _write_json(path: str, value) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2)
-  os.replace(tmp, path)

@@ -2,10 +2,11 @@
 
   python -m experiments.episode_agreement --results=results/paper3
 
-For every (task, backbone, variant) in <results>/*/results.json: the real and WM outcomes at the
-evaluation seeds, side by side. Where a policy's eval.json predates per-episode real outcomes, its
-real evaluation runs again (same seeds and weights) and must reproduce the stored success count;
-the outcomes are then added to that eval.json. Writes <results>/episode_agreement.md and .json.
+For every (task, backbone, variant) in <results>/results.json (paper_table's, as tabled) or else
+<results>/*/results.json: the real and WM outcomes at the evaluation seeds, side by side. Where
+a policy's eval.json predates per-episode real outcomes, its real evaluation runs again (same
+seeds and weights) and must reproduce the stored success count; the outcomes are then added to
+that eval.json. Writes <results>/episode_agreement.md and .json.
 """
 import glob
 import json
@@ -49,6 +50,26 @@ def _real_outcomes(config, variant: dict) -> list[bool]:
   return again["success"]
 
 
+def _load(results_dir: str) -> list[dict]:
+  """The chains' results: paper_table's combined results.json (as tabled: evaluated again or
+  judged in other world models), else each <run>/results.json."""
+  combined = os.path.join(results_dir, "results.json")
+  if os.path.exists(combined):
+    with open(combined) as f:
+      content = json.load(f)
+    if "results" in content:
+      return content["results"]
+  paths = sorted(glob.glob(os.path.join(results_dir, "*", "results.json")))
+  if not paths:
+    raise app.UsageError(f"no results.json or */results.json under {results_dir}; run "
+                         "experiments.paper_table")
+  out = []
+  for path in paths:
+    with open(path) as f:
+      out.append(json.load(f))
+  return out
+
+
 def _row(task: str, backbone: str, variant: str, a: dict) -> str:
   rate = a["wm_false_success_rate"]
   return (f"| {task} | {backbone} | {variant} | {a['agreement']:.0%} | {a['both_succeed']} | "
@@ -58,13 +79,8 @@ def _row(task: str, backbone: str, variant: str, a: dict) -> str:
 
 def main(argv):
   del argv
-  paths = sorted(glob.glob(os.path.join(_RESULTS.value, "*", "results.json")))
-  if not paths:
-    raise app.UsageError(f"no */results.json under {_RESULTS.value}; run experiments.paper_table")
   rows, pooled = [], {}  # pooled: task -> (real outcomes, WM outcomes) over all its policies
-  for path in paths:
-    with open(path) as f:
-      res = json.load(f)
+  for res in _load(_RESULTS.value):
     config = ml_collections.ConfigDict(res["config"])
     for name, v in res["variants"].items():
       real, wm = _real_outcomes(config, v), v["wm"]["success"]

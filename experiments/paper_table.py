@@ -7,6 +7,8 @@ both backbones — then writes <out>/table.md, results.json and plots. --only_ta
 and tables whatever chains have finished. --ablate_k=1,4,16 adds the branches-per-failure
 ablation for the first task and backbone. --judge_wm_root=DIR measures WM success in the world
 models DIR/<task>_world_model (e.g. retrained on more data) instead of each chain's own.
+--eval_episodes=N evaluates every finished policy again, real and in the world model, at the first
+N evaluation seeds (cached beside each policy), for tighter intervals; use a new --out.
 """
 import importlib
 import json
@@ -30,6 +32,9 @@ _ABLATE_K = flags.DEFINE_list("ablate_k", [], "Branches per failure state to abl
 _JUDGE_WM_ROOT = flags.DEFINE_string(
     "judge_wm_root", "", "Measure every policy's WM success in <root>/<task>_world_model "
     "instead of the world model its chain used (real success is unchanged).")
+_EVAL_EPISODES = flags.DEFINE_integer(
+    "eval_episodes", None, "Evaluate every policy again, real and in the world model, at this "
+    "many evaluation seeds (>= the chains' own; the first ones are the chains' own).")
 
 
 def _config(task: str, backbone: str):
@@ -61,15 +66,23 @@ def main(argv):
                                             os.path.join(_WORK_ROOT.value, run), out))
   if not all_results:
     raise app.UsageError(f"no finished chain under {_OUT.value}")
+  if _EVAL_EPISODES.value:
+    all_results = [pipeline.evaluate_again(r, _EVAL_EPISODES.value) for r in all_results]
   if _JUDGE_WM_ROOT.value:
     all_results = [pipeline.judge_in_world_model(
         r, os.path.join(_JUDGE_WM_ROOT.value, f"{r['task']}_world_model")) for r in all_results]
   os.makedirs(_OUT.value, exist_ok=True)
   text = pipeline.table(all_results)
   gains = pipeline.gains(all_results)
+  gains_ci = pipeline.gains_interval(all_results)
+  ci = lambda k: " [{:+.1f}, {:+.1f}]".format(*gains_ci[k]) if gains_ci else ""
   text += (f"\n\nHi-WM real-success gain, mean over {len(all_results)} task x backbone pairs: "
-           f"{gains['over_base']:+.1f} points over base, {gains['over_wm_closed_loop']:+.1f} over "
-           "WM closed loop (paper: +37.9, +19.0).\n")
+           f"{gains['over_base']:+.1f}{ci('over_base')} points over base, "
+           f"{gains['over_wm_closed_loop']:+.1f}{ci('over_wm_closed_loop')} over WM closed loop "
+           "(paper: +37.9, +19.0)" + (", 95% bootstrap intervals in brackets" if gains_ci else "")
+           + ".\n")
+  if gains_ci:
+    gains["ci95"] = gains_ci
   if _JUDGE_WM_ROOT.value:
     text += (f"WM success measured in the world models {_JUDGE_WM_ROOT.value}/<task>_world_model, "
              "not the ones the chains corrected in.\n")
@@ -79,11 +92,27 @@ def main(argv):
     idx = [i for i, label in enumerate(labels) if label.startswith(task + "/")]
     if len(idx) >= 2:
       agreement[task] = evaluate.agreement(real[idx], wm[idx])
+  # With per-episode outcomes: 95% bootstrap intervals over start states, beside each metric.
+  per_episode = pipeline.outcomes(all_results)
+  intervals = {}
+  if per_episode is not None:
+    for name in agreement:
+      idx = [i for i, l in enumerate(labels) if name == "all" or l.startswith(name + "/")]
+      if len(idx) >= 2:
+        intervals[name] = evaluate.agreement_interval(per_episode[0][idx], per_episode[1][idx])
+  fmt = lambda name, k, a: (f"{a[k]:.3f}" + (" [{:.2f}, {:.2f}]".format(*intervals[name][k])
+                                             if name in intervals else ""))
   text += "\n| points | n | Pearson r | Spearman rho | MMRV |\n|---|---|---|---|---|\n"
   for name, a in agreement.items():
     if a:
       n = len(real) if name == "all" else sum(l.startswith(name + "/") for l in labels)
-      text += f"| {name} | {n} | {a['pearson']:.3f} | {a['spearman']:.3f} | {a['mmrv']:.3f} |\n"
+      text += (f"| {name} | {n} | {fmt(name, 'pearson', a)} | {fmt(name, 'spearman', a)} | "
+               f"{fmt(name, 'mmrv', a)} |\n")
+  if intervals:
+    text += ("\nIn brackets: 95% bootstrap intervals, start states resampled (the same draw "
+             "for every policy).\n")
+    for name in intervals:
+      agreement[name]["ci95"] = intervals[name]
   if _ABLATE_K.value and not _ONLY_TABLE.value:
     task, backbone = _TASKS.value[0], _BACKBONES.value[0]
     rows = pipeline.ablate_branches(_config(task, backbone),

@@ -113,6 +113,36 @@ def agreement(real_rates, wm_rates) -> dict:
   return {"pearson": _pearson(r, s), "spearman": _pearson(_ranks(r), _ranks(s)), "mmrv": mmrv}
 
 
+def agreement_interval(real_success, wm_success, num_resamples: int = 2000, seed: int = 0,
+                       level: float = 0.95) -> dict:
+  """Bootstrap intervals for `agreement`, resampling start states.
+
+  real_success, wm_success: bool [policies, episodes], every policy evaluated from the same
+  start states (column j is one start state, real and in the world model). Each resample draws
+  start states with replacement, the same draw for every policy, and recomputes the rates;
+  so the interval shows how much of a shortfall in r finite evaluation alone explains.
+  Returns {metric: (low, high)}; resamples where r is undefined (constant rates) are dropped.
+  """
+  r = np.asarray(real_success, bool)
+  w = np.asarray(wm_success, bool)
+  if r.ndim != 2 or r.shape != w.shape or r.shape[0] < 2 or r.shape[1] < 1:
+    raise ValueError(f"real_success and wm_success must be two bool arrays of the same shape "
+                     f"[policies >= 2, episodes >= 1]; got {r.shape} and {w.shape}")
+  idx = np.random.default_rng(seed).integers(0, r.shape[1], (num_resamples, r.shape[1]))
+  stats = {"pearson": [], "spearman": [], "mmrv": []}
+  for draw in idx:
+    for k, v in agreement(r[:, draw].mean(1), w[:, draw].mean(1)).items():
+      stats[k].append(v)
+  tail = 100 * (1 - level) / 2
+  out = {}
+  for k, v in stats.items():
+    v = np.asarray(v)
+    v = v[np.isfinite(v)]
+    out[k] = tuple(float(x) for x in np.percentile(v, [tail, 100 - tail])) if len(v) else (
+        float("nan"), float("nan"))
+  return out
+
+
 def episode_agreement(real_success, wm_success) -> dict:
   """Per start state, did the world model call it as the real world did? For one policy's
   episodes from the same seeds. `wm_false_success` (the WM says success, the real episode

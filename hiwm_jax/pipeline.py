@@ -155,9 +155,11 @@ def _round_paths(work_dir: str, mode: str, r: int) -> tuple[str, str, str]:
           os.path.join(work_dir, f"{mode}_policy_r{r}"))
 
 
-def _evaluate(config, policy_dir: str, wm_dir: str, variant: str, cost) -> dict:
-  """Real success (simulator, held-out eval seeds) and WM success from the same start states."""
-  out_file = os.path.join(policy_dir, "eval.json")
+def _evaluate(config, policy_dir: str, wm_dir: str, variant: str, cost,
+              file: str = "eval.json") -> dict:
+  """Real success (simulator, held-out eval seeds) and WM success from the same start states,
+  cached in <policy_dir>/<file>."""
+  out_file = os.path.join(policy_dir, file)
   if os.path.exists(out_file):
     return _json(out_file)
   policy, params, _ = load_policy(policy_dir)
@@ -198,6 +200,43 @@ def judge_in_world_model(results: dict, wm_dir: str) -> dict:
   return judged
 
 
+def evaluate_again(results: dict, num_episodes: int) -> dict:
+  """A chain's results with every variant evaluated again, real and in its world model, at the
+  first `num_episodes` evaluation seeds (a superset of the chain's own), for tighter intervals.
+
+  Cached per policy in eval_<num_episodes>.json. Where the chain recorded per-episode real
+  outcomes, the new evaluation must reproduce them on the shared seeds.
+  """
+  config = ml_collections.ConfigDict(results["config"])
+  if num_episodes < config.eval.num_episodes:
+    raise ValueError(f"num_episodes={num_episodes} is below the chain's own "
+                     f"{config.eval.num_episodes}; evaluating again only adds episodes")
+  config.eval.num_episodes = num_episodes
+  base_dir = results["variants"]["base"]["workdir"]
+  wm_dir = config.hiwm.world_model or os.path.join(os.path.dirname(base_dir), "world_model")
+  again = json.loads(json.dumps(results))  # a deep copy
+  again["config"]["eval"]["num_episodes"] = num_episodes
+  for name, v in again["variants"].items():
+    new = _evaluate(config, v["workdir"], wm_dir, name, (v["real_steps"], v["corrective_steps"]),
+                    f"eval_{num_episodes}.json")
+    shared = v["real"].get("success") or _stored_outcomes(v)
+    if shared is not None and new["real"]["success"][:len(shared)] != shared:
+      raise RuntimeError(f"{v['workdir']}: evaluated again, the real outcomes at the chain's "
+                         f"own {len(shared)} seeds differ from the stored ones; real "
+                         "evaluation is not reproducible here")
+    v.update(real=new["real"], wm=new["wm"])
+  return again
+
+
+def _stored_outcomes(variant: dict) -> list[bool] | None:
+  """Per-episode real outcomes in the policy's eval.json, if it has them for these seeds."""
+  path = os.path.join(variant["workdir"], "eval.json")
+  if not os.path.exists(path):
+    return None
+  real = _json(path)["real"]
+  return real.get("success") if real["seeds"] == variant["real"]["seeds"] else None
+
+
 def _demo_steps(config) -> int:
   from hiwm_jax.policies.train import load_training_episodes
   return int(sum(len(e["steps"]["action"]) - 1 for e in load_training_episodes(config)))
@@ -229,6 +268,22 @@ def gains(all_results: list[dict]) -> dict:
                                                 for r in all_results]))}
 
 
+def gains_interval(all_results: list[dict], num_resamples: int = 2000, seed: int = 0,
+                   level: float = 0.95) -> dict | None:
+  """Bootstrap intervals for `gains` (start states resampled, the same draw for every policy:
+  a paired comparison); None without per-episode real outcomes (see `outcomes`)."""
+  per_episode = outcomes(all_results)
+  if per_episode is None:
+    return None
+  real = per_episode[0].reshape(len(all_results), len(VARIANTS), -1)  # [runs, variants, E]
+  idx = np.random.default_rng(seed).integers(0, real.shape[-1], (num_resamples, real.shape[-1]))
+  rates = 100 * real[:, :, idx].mean(-1)  # [runs, variants, resamples]
+  hiwm, tail = rates[:, VARIANTS.index("hiwm")], 100 * (1 - level) / 2
+  return {f"over_{v}": tuple(float(x) for x in np.percentile(
+      (hiwm - rates[:, VARIANTS.index(v)]).mean(0), [tail, 100 - tail]))
+          for v in ("base", "wm_closed_loop")}
+
+
 def points(all_results: list[dict]) -> tuple[np.ndarray, np.ndarray, list[str]]:
   """(real rates, WM rates, labels) over every (task, backbone, variant) point."""
   real, wm, labels = [], [], []
@@ -239,6 +294,20 @@ def points(all_results: list[dict]) -> tuple[np.ndarray, np.ndarray, list[str]]:
       wm.append(v["wm"]["success_rate"])
       labels.append(f"{res['task']}/{res['backbone']}/{variant}")
   return np.array(real), np.array(wm), labels
+
+
+def outcomes(all_results: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
+  """Per-episode (real, WM) outcomes bool [points, episodes], in `points` order; None unless
+  every point recorded them at the same number of evaluation seeds."""
+  real, wm = [], []
+  for res in all_results:
+    for variant in VARIANTS:
+      v = res["variants"][variant]
+      real.append(v["real"].get("success"))
+      wm.append(v["wm"].get("success"))
+  if any(x is None for x in real + wm) or len({len(x) for x in real + wm}) != 1:
+    return None
+  return np.array(real, bool), np.array(wm, bool)
 
 
 def ablate_branches(config: ml_collections.ConfigDict, work_dir: str, ks) -> list[dict]:

@@ -80,3 +80,25 @@ def test_episode_agreement_counts_each_kind_of_disagreement():
   assert evaluate.episode_agreement([True], [True])["wm_false_success_rate"] is None
   with pytest.raises(ValueError, match="same length"):
     evaluate.episode_agreement([True, False], [True])
+
+
+def test_agreement_interval_brackets_the_point_estimate_and_shrinks_with_episodes():
+  rng = np.random.default_rng(0)
+  rates = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+
+  def outcomes(episodes):  # the WM agrees with the real episode 85% of the time
+    real = rng.random((5, episodes)) < rates[:, None]
+    return real, np.where(rng.random(real.shape) < 0.85, real, ~real)
+
+  real, wm = outcomes(50)
+  point = evaluate.agreement(real.mean(1), wm.mean(1))
+  ci = evaluate.agreement_interval(real, wm, num_resamples=500)
+  for k in ("pearson", "spearman", "mmrv"):
+    assert ci[k][0] <= point[k] <= ci[k][1], k
+  assert ci == evaluate.agreement_interval(real, wm, num_resamples=500), "fixed seed"
+  wide = ci["pearson"][1] - ci["pearson"][0]
+  real, wm = outcomes(800)
+  ci = evaluate.agreement_interval(real, wm, num_resamples=500)
+  assert ci["pearson"][1] - ci["pearson"][0] < wide / 2
+  with pytest.raises(ValueError, match=r"\[policies >= 2, episodes >= 1\]"):
+    evaluate.agreement_interval(real[:1], wm[:1])

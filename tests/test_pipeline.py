@@ -89,6 +89,26 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   with pytest.raises(ValueError, match="push world model"):
     pipeline.judge_in_world_model(other, str(wm_dir))
 
+  # Evaluated again at more seeds: the chain's own seeds come first and reproduce its outcomes;
+  # cached beside each policy; fewer episodes than the chain's are refused.
+  n = results["config"]["eval"]["num_episodes"]
+  more = pipeline.evaluate_again(results, n + 1)
+  assert more["config"]["eval"]["num_episodes"] == n + 1
+  for name, v in more["variants"].items():
+    assert v["real"]["episodes"] == v["wm"]["episodes"] == n + 1
+    assert v["real"]["success"][:n] == results["variants"][name]["real"]["success"]
+    assert os.path.exists(os.path.join(v["workdir"], f"eval_{n + 1}.json"))
+  with pytest.raises(ValueError, match="only adds episodes"):
+    pipeline.evaluate_again(results, n - 1)
+  real, wm = pipeline.outcomes([more])  # per point, in points() order
+  assert real.shape == wm.shape == (4, n + 1)
+  assert list(real.mean(1)) == list(pipeline.points([more])[0])
+  assert pipeline.outcomes([results, more]) is None  # different episode counts
+  ci, gains = pipeline.gains_interval([more]), pipeline.gains([more])
+  for k in ("base", "wm_closed_loop"):
+    assert ci[f"over_{k}"][0] <= gains[f"over_{k}"] <= ci[f"over_{k}"][1]
+  assert pipeline.gains_interval([without]) is None  # no per-episode real outcomes
+
   # The branches-per-failure ablation from the finished chain: every K corrects the same failure
   # states with K branches each; the chain's own K reuses its first Hi-WM round.
   from experiments.configs import push

@@ -124,3 +124,14 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   assert rows[1]["corrective_steps"] == results["hiwm_rounds"][0]["corrective_steps"]
   assert not (tmp_path / "run" / "ablate_k2_round").exists()
   assert "| 1 | " in pipeline.ablation_table("push", "diffusion", rows)
+
+
+def test_episode_agreement_reads_the_combined_results_as_tabled(tmp_path):
+  from experiments import episode_agreement
+  run = {"task": "push", "variants": {}, "evaluated": "per run"}
+  (tmp_path / "push_flow").mkdir()
+  (tmp_path / "push_flow" / "results.json").write_text(json.dumps(run))
+  assert episode_agreement._load(str(tmp_path)) == [run]
+  tabled = {**run, "evaluated": "again, at more seeds"}
+  (tmp_path / "results.json").write_text(json.dumps({"results": [tabled], "gains": {}}))
+  assert episode_agreement._load(str(tmp_path)) == [tabled]

@@ -9,6 +9,7 @@ an interrupted chain resumes where it stopped. Results (with the resolved config
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from typing import Callable
@@ -92,8 +93,10 @@ def run_chain(config: ml_collections.ConfigDict, work_dir: str, out_dir: str,
         f"{hg_file} holds an HG-DAgger run with a budget of {hg['corrective_budget']} corrective "
         f"steps, but the Hi-WM rounds now spent {budget} (did hiwm.rounds change?). To rerun it "
         f"at the new budget, move {hg_file}, {w('hgdagger_policy')} and {hg['dataset']} aside.")
+  hg_config = hgdagger_posttrain_config(config)
+  _check_steps(w("hgdagger_policy"), hg_config.posttrain.steps)
   hg_policy = _policy(config, w("hgdagger_policy"), lambda: posttrain.posttrain(
-      config, base, tuple(config.policy_data.datasets) + (name,), w("hgdagger_policy")), log)
+      hg_config, base, tuple(config.policy_data.datasets) + (name,), w("hgdagger_policy")), log)
 
   log("[6/6] evaluation: real (simulator) and in the world model, same start states")
   policies = dict(zip(VARIANTS, (base, cl_policy, hg_policy, hiwm_policy)))
@@ -146,6 +149,27 @@ def _rounds(config, base: str, wm_dir: str, work_dir: str, mode: str, log) -> tu
     current = _policy(config, policy_dir, lambda: posttrain.posttrain(
         config, current, datasets, policy_dir), log)
   return current, summaries
+
+
+def hgdagger_posttrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config HG-DAgger's policy is fine-tuned with: posttrain.hgdagger_steps steps, or by
+  default as many as Hi-WM's rounds take together (each round fine-tunes the last round's
+  policy for posttrain.steps), so the baseline is not under-trained against Hi-WM."""
+  out = copy.deepcopy(config)
+  steps = config.posttrain.get("hgdagger_steps") or config.hiwm.rounds * config.posttrain.steps
+  out.posttrain.steps = int(steps)
+  return out
+
+
+def _check_steps(workdir: str, steps: int) -> None:
+  """Refuses a trained policy in `workdir` fine-tuned for another number of steps."""
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(os.path.join(workdir, "trained")) and os.path.exists(path):
+    trained = _json(path)["train"]["steps"]
+    if trained != steps:
+      raise ValueError(f"{workdir} was fine-tuned for {trained} steps; the config now asks for "
+                       f"{steps} (posttrain.hgdagger_steps, or hiwm.rounds x posttrain.steps). "
+                       f"To fine-tune it again, move {workdir} aside.")
 
 
 def _round_paths(work_dir: str, mode: str, r: int) -> tuple[str, str, str]:

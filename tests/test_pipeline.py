@@ -9,11 +9,11 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _chain(tmp_path):
+def _chain(tmp_path, *flags):
   return subprocess.run(
       [sys.executable, "-m", "experiments.hiwm", "--config=experiments/configs/push.py:smoke",
        f"--config.data_dir={tmp_path / 'data'}", f"--work_dir={tmp_path / 'run'}",
-       f"--out={tmp_path / 'results'}"], cwd=REPO, capture_output=True, text=True, timeout=900,
+       f"--out={tmp_path / 'results'}", *flags], cwd=REPO, capture_output=True, text=True, timeout=900,
       env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
 
 
@@ -33,6 +33,9 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   assert hiwm["real_steps"] == 0  # every correction happened in the world model
   hg = results["variants"]["hgdagger"]
   assert hg["corrective_steps"] == hiwm["corrective_steps"] and hg["real_steps"] > 0
+  # HG-DAgger fine-tunes once, for as many steps as Hi-WM's chained rounds together
+  hg_config = json.loads((tmp_path / "run" / "hgdagger_policy" / "config.json").read_text())
+  assert hg_config["train"]["steps"] == rounds * results["config"]["posttrain"]["steps"]
   for name in ("table.md", "success.png", "wm_vs_real.png", "config.json"):
     assert (tmp_path / "results" / name).stat().st_size > 0, name
   assert "| push | diffusion | hiwm |" in (tmp_path / "results" / "table.md").read_text()
@@ -50,6 +53,10 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   refused = _chain(tmp_path)
   assert refused.returncode != 0 and "did hiwm.rounds change?" in refused.stderr
   assert (tmp_path / "run" / "hgdagger_policy" / "trained").exists()  # nothing deleted
+  hg_file.write_text(json.dumps(stale))
+  # ... and so does one whose HG-DAgger policy was fine-tuned for another number of steps.
+  refused = _chain(tmp_path, "--config.posttrain.hgdagger_steps=7")
+  assert refused.returncode != 0 and "was fine-tuned for" in refused.stderr
 
   # Per start state, real vs WM; an eval.json from before per-episode outcomes is re-evaluated
   # (same seeds and weights: the stored count comes back) and completed, nothing else changed.

@@ -134,6 +134,9 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # (pre-intervention) are dropped rather than imitated
       label_weights=dict(demo=1.0, policy=1.0, intervention=2.0, pre_intervention=0.0),
       steps=1000, lr=3e-4, warmup_steps=50,
+      # Real HG-DAgger fine-tunes once on its whole budget; None gives it as many steps as
+      # Hi-WM's chained rounds take together (hiwm.rounds x steps), so neither gets more training
+      hgdagger_steps=ml_collections.FieldReference(None, field_type=int),
   ))
 
   if args.get("many"):  # ~14k windows: 3000 x 128 is ~2 epochs, too few (70% on pick_place);

@@ -87,27 +87,23 @@ def main(argv):
     text += (f"WM success measured in the world models {_JUDGE_WM_ROOT.value}/<task>_world_model, "
              "not the ones the chains corrected in.\n")
   real, wm, labels = pipeline.points(all_results)
-  agreement = {"all": evaluate.agreement(real, wm) if len(real) >= 2 else None}
+  groups = {"all": list(range(len(labels)))}  # point indices: all, then each task's
   for task in sorted({r["task"] for r in all_results}):
-    idx = [i for i, label in enumerate(labels) if label.startswith(task + "/")]
-    if len(idx) >= 2:
-      agreement[task] = evaluate.agreement(real[idx], wm[idx])
+    groups[task] = [i for i, label in enumerate(labels) if label.startswith(task + "/")]
+  agreement = {name: evaluate.agreement(real[idx], wm[idx]) if len(idx) >= 2 else None
+               for name, idx in groups.items() if name == "all" or len(idx) >= 2}
   # With per-episode outcomes: 95% bootstrap intervals over start states, beside each metric.
   per_episode = pipeline.outcomes(all_results)
-  intervals = {}
-  if per_episode is not None:
-    for name in agreement:
-      idx = [i for i, l in enumerate(labels) if name == "all" or l.startswith(name + "/")]
-      if len(idx) >= 2:
-        intervals[name] = evaluate.agreement_interval(per_episode[0][idx], per_episode[1][idx])
+  intervals = {name: evaluate.agreement_interval(per_episode[0][groups[name]],
+                                                 per_episode[1][groups[name]])
+               for name, a in agreement.items() if a and per_episode is not None}
   fmt = lambda name, k, a: (f"{a[k]:.3f}" + (" [{:.2f}, {:.2f}]".format(*intervals[name][k])
                                              if name in intervals else ""))
   text += "\n| points | n | Pearson r | Spearman rho | MMRV |\n|---|---|---|---|---|\n"
   for name, a in agreement.items():
     if a:
-      n = len(real) if name == "all" else sum(l.startswith(name + "/") for l in labels)
-      text += (f"| {name} | {n} | {fmt(name, 'pearson', a)} | {fmt(name, 'spearman', a)} | "
-               f"{fmt(name, 'mmrv', a)} |\n")
+      text += (f"| {name} | {len(groups[name])} | {fmt(name, 'pearson', a)} | "
+               f"{fmt(name, 'spearman', a)} | {fmt(name, 'mmrv', a)} |\n")
   if intervals:
     text += ("\nIn brackets: 95% bootstrap intervals, start states resampled (the same draw "
              "for every policy).\n")

@@ -26,20 +26,22 @@ class CheckpointError(ValueError):
   """A work directory has no readable checkpoint where one was asked for."""
 
 
-def write_json(path: str, value) -> None:
-  """Writes `value` as indented JSON atomically: a crash leaves the old file, never half a file."""
+def write_text(path: str, text: str) -> None:
+  """Writes `text` atomically: a crash leaves the old file, never half a file."""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(value, f, indent=2)
+    f.write(text)
   os.replace(tmp, path)
+
+
+def write_json(path: str, value) -> None:
+  """Writes `value` as indented JSON, atomically."""
+  write_text(path, json.dumps(value, indent=2))
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   os.makedirs(workdir, exist_ok=True)
-  tmp = os.path.join(workdir, CONFIG_FILE + ".tmp")
-  with open(tmp, "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
-  os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
+  write_text(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2))
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

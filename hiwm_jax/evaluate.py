@@ -128,19 +128,26 @@ def agreement_interval(real_success, wm_success, num_resamples: int = 2000, seed
   if r.ndim != 2 or r.shape != w.shape or r.shape[0] < 2 or r.shape[1] < 1:
     raise ValueError(f"real_success and wm_success must be two bool arrays of the same shape "
                      f"[policies >= 2, episodes >= 1]; got {r.shape} and {w.shape}")
-  idx = np.random.default_rng(seed).integers(0, r.shape[1], (num_resamples, r.shape[1]))
   stats = {"pearson": [], "spearman": [], "mmrv": []}
-  for draw in idx:
+  for draw in resample_start_states(r.shape[1], num_resamples, seed):
     for k, v in agreement(r[:, draw].mean(1), w[:, draw].mean(1)).items():
       stats[k].append(v)
+  return {k: percentile_interval(np.asarray(v)[np.isfinite(v)], level) for k, v in stats.items()}
+
+
+def resample_start_states(episodes: int, num_resamples: int, seed: int) -> np.ndarray:
+  """Bootstrap draws [num_resamples, episodes] of start-state indices, with replacement."""
+  return np.random.default_rng(seed).integers(0, episodes, (num_resamples, episodes))
+
+
+def percentile_interval(values, level: float = 0.95) -> tuple[float, float]:
+  """The central `level` interval of bootstrap values [...]; (nan, nan) when there are none."""
+  values = np.asarray(values, np.float64)
+  if not values.size:
+    return float("nan"), float("nan")
   tail = 100 * (1 - level) / 2
-  out = {}
-  for k, v in stats.items():
-    v = np.asarray(v)
-    v = v[np.isfinite(v)]
-    out[k] = tuple(float(x) for x in np.percentile(v, [tail, 100 - tail])) if len(v) else (
-        float("nan"), float("nan"))
-  return out
+  low, high = np.percentile(values, [tail, 100 - tail])
+  return float(low), float(high)
 
 
 def episode_agreement(real_success, wm_success) -> dict:

@@ -163,9 +163,8 @@ def hgdagger_posttrain_config(config: ml_collections.ConfigDict) -> ml_collectio
 
 def _check_steps(workdir: str, steps: int) -> None:
   """Refuses a trained policy in `workdir` fine-tuned for another number of steps."""
-  path = os.path.join(workdir, "config.json")
-  if os.path.exists(os.path.join(workdir, "trained")) and os.path.exists(path):
-    trained = _json(path)["train"]["steps"]
+  if os.path.exists(os.path.join(workdir, "trained")):
+    trained = checkpoint.load_config(workdir).train.steps
     if trained != steps:
       raise ValueError(f"{workdir} was fine-tuned for {trained} steps; the config now asks for "
                        f"{steps} (posttrain.hgdagger_steps, or hiwm.rounds x posttrain.steps). "
@@ -300,12 +299,11 @@ def gains_interval(all_results: list[dict], num_resamples: int = 2000, seed: int
   if per_episode is None:
     return None
   real = per_episode[0].reshape(len(all_results), len(VARIANTS), -1)  # [runs, variants, E]
-  idx = np.random.default_rng(seed).integers(0, real.shape[-1], (num_resamples, real.shape[-1]))
-  rates = 100 * real[:, :, idx].mean(-1)  # [runs, variants, resamples]
-  hiwm, tail = rates[:, VARIANTS.index("hiwm")], 100 * (1 - level) / 2
-  return {f"over_{v}": tuple(float(x) for x in np.percentile(
-      (hiwm - rates[:, VARIANTS.index(v)]).mean(0), [tail, 100 - tail]))
-          for v in ("base", "wm_closed_loop")}
+  draws = evaluate.resample_start_states(real.shape[-1], num_resamples, seed)
+  rates = 100 * real[:, :, draws].mean(-1)  # [runs, variants, resamples]
+  hiwm = rates[:, VARIANTS.index("hiwm")]
+  return {f"over_{v}": evaluate.percentile_interval(
+      (hiwm - rates[:, VARIANTS.index(v)]).mean(0), level) for v in ("base", "wm_closed_loop")}
 
 
 def points(all_results: list[dict]) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -15,7 +15,7 @@ import os
 import ml_collections
 from absl import app, flags
 
-from hiwm_jax import checkpoint, envs, evaluate
+from hiwm_jax import checkpoint, envs, evaluate, pipeline
 from hiwm_jax.policies.train import load_policy
 
 _RESULTS = flags.DEFINE_string("results", None, "A paper_table output dir.", required=True)
@@ -23,17 +23,16 @@ _RESULTS = flags.DEFINE_string("results", None, "A paper_table output dir.", req
 
 def _real_outcomes(config, variant: dict) -> list[bool]:
   """The stored per-episode real outcomes, or a rerun of the same evaluation that records them."""
+  known = pipeline.stored_outcomes(variant)  # in the results, or recorded in eval.json
+  if known is not None:
+    return known
   real = variant["real"]
-  if "success" in real:
-    return real["success"]
   eval_file = os.path.join(variant["workdir"], "eval.json")
   with open(eval_file) as f:
     stored = json.load(f)
   if stored["real"]["seeds"] != real["seeds"]:
     raise ValueError(f"{eval_file} evaluated seeds {stored['real']['seeds']}, the results "
                      f"{real['seeds']}; rerun experiments.paper_table for these results")
-  if "success" in stored["real"]:  # recorded by an earlier run of this script
-    return stored["real"]["success"]
   policy, params, _ = load_policy(variant["workdir"])
   env = envs.make(config.task, max_steps=config.max_steps)
   try:

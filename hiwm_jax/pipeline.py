@@ -242,7 +242,7 @@ def evaluate_again(results: dict, num_episodes: int) -> dict:
   for name, v in again["variants"].items():
     new = _evaluate(config, v["workdir"], wm_dir, name, (v["real_steps"], v["corrective_steps"]),
                     f"eval_{num_episodes}.json")
-    shared = v["real"].get("success") or _stored_outcomes(v)
+    shared = stored_outcomes(v)
     if shared is not None and new["real"]["success"][:len(shared)] != shared:
       raise RuntimeError(f"{v['workdir']}: evaluated again, the real outcomes at the chain's "
                          f"own {len(shared)} seeds differ from the stored ones; real "
@@ -251,8 +251,11 @@ def evaluate_again(results: dict, num_episodes: int) -> dict:
   return again
 
 
-def _stored_outcomes(variant: dict) -> list[bool] | None:
-  """Per-episode real outcomes in the policy's eval.json, if it has them for these seeds."""
+def stored_outcomes(variant: dict) -> list[bool] | None:
+  """A variant's per-episode real outcomes: in its results, else in the policy's eval.json if
+  that evaluated the same seeds; None if neither has them."""
+  if "success" in variant["real"]:
+    return variant["real"]["success"]
   path = os.path.join(variant["workdir"], "eval.json")
   if not os.path.exists(path):
     return None

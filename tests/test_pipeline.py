@@ -142,3 +142,16 @@ def test_episode_agreement_reads_the_combined_results_as_tabled(tmp_path):
   tabled = {**run, "evaluated": "again, at more seeds"}
   (tmp_path / "results.json").write_text(json.dumps({"results": [tabled], "gains": {}}))
   assert episode_agreement._load(str(tmp_path)) == [tabled]
+
+
+def test_stored_outcomes_from_results_then_from_eval_json_at_the_same_seeds(tmp_path):
+  from hiwm_jax import pipeline
+  variant = {"workdir": str(tmp_path), "real": {"seeds": [10, 13], "success": [True, False, True]}}
+  assert pipeline.stored_outcomes(variant) == [True, False, True]
+  del variant["real"]["success"]
+  assert pipeline.stored_outcomes(variant) is None  # no eval.json
+  (tmp_path / "eval.json").write_text(json.dumps({"real": {"seeds": [10, 13],
+                                                           "success": [False, False, True]}}))
+  assert pipeline.stored_outcomes(variant) == [False, False, True]
+  variant["real"]["seeds"] = [20, 23]  # eval.json evaluated other seeds: not these outcomes
+  assert pipeline.stored_outcomes(variant) is None

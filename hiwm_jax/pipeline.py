@@ -77,11 +77,11 @@ def run_chain(config: ml_collections.ConfigDict, work_dir: str, out_dir: str,
     world_model.train_world_model(config, wm_dir)
 
   log(f"[4/6] Hi-WM: {config.hiwm.rounds} round(s) of corrections in the world model")
-  hiwm_policy, hiwm_summaries = _rounds(config, base, wm_dir, work_dir, "hiwm", log)
+  hiwm_policy, hiwm_summaries = run_rounds(config, base, wm_dir, work_dir, "hiwm", log)
 
   log("[5/6] baselines: WM closed loop (as many rounds and rollouts), real-world HG-DAgger "
       "(same corrective-step budget)")
-  cl_policy, closed_loop = _rounds(config, base, wm_dir, work_dir, "wm_closed_loop", log)
+  cl_policy, closed_loop = run_rounds(config, base, wm_dir, work_dir, "wm_closed_loop", log)
   budget = sum(s["corrective_steps"] for s in hiwm_summaries)
   name = f"{run}_hgdagger"
   hg_file = w("hgdagger_summary.json")
@@ -101,16 +101,19 @@ def run_chain(config: ml_collections.ConfigDict, work_dir: str, out_dir: str,
   log("[6/6] evaluation: real (simulator) and in the world model, same start states")
   policies = dict(zip(VARIANTS, (base, cl_policy, hg_policy, hiwm_policy)))
   demo_steps = _demo_steps(config)
+  refresh_steps = lambda summaries: sum(s.get("refresh", {}).get("real_steps", 0)
+                                       for s in summaries)  # hiwm.refresh_episodes' rollouts
   cost = {  # real-world steps each variant used beyond the base's demos, and corrective steps
-      "base": (0, 0), "wm_closed_loop": (0, 0),
+      "base": (0, 0), "wm_closed_loop": (refresh_steps(closed_loop), 0),
       "hgdagger": (hg["real_steps"], hg["corrective_steps"]),
-      "hiwm": (0, budget)}
+      "hiwm": (refresh_steps(hiwm_summaries), budget)}
   results = {"task": config.task, "backbone": config.policy.backbone, "run": run,
              "demo_steps": demo_steps, "hiwm_rounds": hiwm_summaries,
              "wm_closed_loop_rounds": closed_loop, "hgdagger": hg, "variants": {},
              "config": json.loads(config.to_json_best_effort())}
   for variant, workdir in policies.items():
-    results["variants"][variant] = _evaluate(config, workdir, wm_dir, variant, cost[variant])
+    results["variants"][variant] = evaluate_policy(config, workdir, wm_dir, variant,
+                                                   cost[variant])
     v = results["variants"][variant]
     log(f"  {variant:15s} real {100 * v['real']['success_rate']:.0f}%  "
         f"WM {100 * v['wm']['success_rate']:.0f}%")
@@ -123,19 +126,26 @@ def run_chain(config: ml_collections.ConfigDict, work_dir: str, out_dir: str,
   return results
 
 
-def _rounds(config, base: str, wm_dir: str, work_dir: str, mode: str, log) -> tuple[str, list]:
+def run_rounds(config, base: str, wm_dir: str, work_dir: str, mode: str,
+               log=print) -> tuple[str, list]:
   """`config.hiwm.rounds` rounds of: roll the current policy out in the world model, keep data
   (mode "hiwm": the person's corrections; "wm_closed_loop": the rollouts the world model judges
   successful, no person), fine-tune the current policy on demos + everything kept so far. Every
   round starts from the same held-out start states, or new ones (`hiwm.new_starts_each_round`);
   returns (final policy dir, round summaries)."""
-  current, kept, summaries = base, [], []
+  current, kept, summaries, refreshed = base, [], [], []
   for r in range(config.hiwm.rounds):
-    name, round_dir, policy_dir = _round_paths(work_dir, mode, r)
+    name, round_dir, policy_dir = round_paths(work_dir, mode, r)
+    refresh = None
+    if r > 0 and config.hiwm.get("refresh_episodes"):
+      wm_dir, refresh = _refresh_world_model(config, current, wm_dir, work_dir, mode, r,
+                                             refreshed, log)
     if not os.path.exists(os.path.join(round_dir, hiwm_round.SUMMARY_FILE)):
       hiwm_round.run_round(config, current, wm_dir, round_dir, _dataset(config, name),
                            person=mode == "hiwm", round_index=r)
     summary = _json(os.path.join(round_dir, hiwm_round.SUMMARY_FILE))
+    if refresh:
+      summary["refresh"] = refresh
     log("  " + hiwm_round.summary_line(summary))
     summaries.append(summary)
     if summary["dataset"]:
@@ -149,6 +159,37 @@ def _rounds(config, base: str, wm_dir: str, work_dir: str, mode: str, log) -> tu
     current = _policy(config, policy_dir, lambda: posttrain.posttrain(
         config, current, datasets, policy_dir), log)
   return current, summaries
+
+
+REFRESH_SEED_OFFSET = 400_000  # real rollouts that refresh the world model: round r, r * 1000 on
+
+
+def _refresh_world_model(config, policy_dir: str, wm_dir: str, work_dir: str, mode: str,
+                         r: int, refreshed: list, log) -> tuple[str, dict]:
+  """Rolls `policy_dir` out hiwm.refresh_episodes times in the real world, adds the episodes
+  (and those of earlier refreshes, listed in `refreshed`, which grows) to the world model's
+  data and fine-tunes `wm_dir` on it; returns (the refreshed world model's dir, its cost)."""
+  run = os.path.basename(os.path.normpath(work_dir))
+  name = f"{run}_{mode}_real_r{r}"
+  out_dir = os.path.join(work_dir, f"{mode}_world_model_r{r}")
+  cost_file = os.path.join(out_dir, "refresh.json")
+  c = copy.deepcopy(config)
+  if not os.path.exists(_dataset(config, name)):
+    log(f"  refresh: {config.hiwm.refresh_episodes} real rollouts of {policy_dir}")
+    c.collect.update(num_policy=config.hiwm.refresh_episodes,
+                     policy_seed_offset=REFRESH_SEED_OFFSET + 1000 * r)
+    stats = collect.collect_policy_rollouts(c, policy_dir, name)[name]
+    os.makedirs(out_dir, exist_ok=True)
+    _json(cost_file, {"dataset": name, "real_steps": stats["steps"], **stats})
+  refreshed.append(name)
+  c.wm_data.datasets = tuple(config.wm_data.datasets) + tuple(refreshed)
+  c.world_model.train.update(init_from=os.path.abspath(wm_dir),
+                             steps=config.hiwm.refresh_wm_steps)
+  if not os.path.exists(os.path.join(out_dir, "trained")):
+    log(f"  refresh: fine-tune the world model on them, {config.hiwm.refresh_wm_steps} steps")
+    world_model.train_world_model(c, out_dir)
+    open(os.path.join(out_dir, "trained"), "w").close()
+  return out_dir, _json(cost_file)
 
 
 def hgdagger_posttrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -171,15 +212,15 @@ def _check_steps(workdir: str, steps: int) -> None:
                        f"To fine-tune it again, move {workdir} aside.")
 
 
-def _round_paths(work_dir: str, mode: str, r: int) -> tuple[str, str, str]:
+def round_paths(work_dir: str, mode: str, r: int) -> tuple[str, str, str]:
   """(dataset name, round dir, post-trained policy dir) of round r of `mode` in a chain."""
   run = os.path.basename(os.path.normpath(work_dir))
   return (f"{run}_{mode}_r{r}", os.path.join(work_dir, f"{mode}_round{r}"),
           os.path.join(work_dir, f"{mode}_policy_r{r}"))
 
 
-def _evaluate(config, policy_dir: str, wm_dir: str, variant: str, cost,
-              file: str = "eval.json") -> dict:
+def evaluate_policy(config, policy_dir: str, wm_dir: str, variant: str, cost,
+                    file: str = "eval.json") -> dict:
   """Real success (simulator, held-out eval seeds) and WM success from the same start states,
   cached in <policy_dir>/<file>."""
   out_file = os.path.join(policy_dir, file)
@@ -240,8 +281,8 @@ def evaluate_again(results: dict, num_episodes: int) -> dict:
   again = json.loads(json.dumps(results))  # a deep copy
   again["config"]["eval"]["num_episodes"] = num_episodes
   for name, v in again["variants"].items():
-    new = _evaluate(config, v["workdir"], wm_dir, name, (v["real_steps"], v["corrective_steps"]),
-                    f"eval_{num_episodes}.json")
+    new = evaluate_policy(config, v["workdir"], wm_dir, name,
+                          (v["real_steps"], v["corrective_steps"]), f"eval_{num_episodes}.json")
     shared = stored_outcomes(v)
     if shared is not None and new["real"]["success"][:len(shared)] != shared:
       raise RuntimeError(f"{v['workdir']}: evaluated again, the real outcomes at the chain's "
@@ -352,14 +393,14 @@ def ablate_branches(config: ml_collections.ConfigDict, work_dir: str, ks) -> lis
     name, round_dir, policy_dir = (f"{run}_k{k}", w(f"ablate_k{k}_round"),
                                    w(f"ablate_k{k}_policy"))
     if k == config.corrector.num_branches:  # the chain's own first round: reuse it
-      name, round_dir, policy_dir = _round_paths(work_dir, "hiwm", 0)
+      name, round_dir, policy_dir = round_paths(work_dir, "hiwm", 0)
     if not os.path.exists(os.path.join(round_dir, hiwm_round.SUMMARY_FILE)):
       hiwm_round.run_round(c, base, wm_dir, round_dir, _dataset(c, name))
     s = _json(os.path.join(round_dir, hiwm_round.SUMMARY_FILE))
     datasets = tuple(c.policy_data.datasets) + ((name,) if s["dataset"] else ())
     policy_dir = _policy(c, policy_dir, lambda: posttrain.posttrain(c, base, datasets, policy_dir),
                          print)
-    ev = _evaluate(c, policy_dir, wm_dir, f"hiwm_k{k}", (0, s["corrective_steps"]))
+    ev = evaluate_policy(c, policy_dir, wm_dir, f"hiwm_k{k}", (0, s["corrective_steps"]))
     rows.append({"k": int(k), **{key: s[key] for key in ("corrected_states", "branches", "kept",
                                                         "corrective_steps")},
                  "real": ev["real"], "wm": ev["wm"]})
@@ -374,3 +415,69 @@ def ablation_table(task: str, backbone: str, rows: list[dict]) -> str:
     lines.append(f"| {r['k']} | {r['corrected_states']} | {r['branches']} | {r['kept']} | "
                  f"{r['corrective_steps']} | {_pct(r['real'])} | {_pct(r['wm'])} |")
   return "\n".join(lines)
+
+
+def chain_config(results: dict) -> ml_collections.ConfigDict:
+  """A finished chain's resolved config, completed with today's defaults for the keys added
+  since it ran (the chain's own values win), so that today's code can go on from it."""
+  import importlib  # the task configs live with the experiments
+  task_config = importlib.import_module(f"experiments.configs.{results['task']}")
+  defaults = task_config.get_config(f"backbone={results['backbone']}").to_dict()
+
+  def merge(default, own):
+    if isinstance(default, dict) and isinstance(own, dict):
+      return {**default, **{k: merge(default.get(k), v) for k, v in own.items()}}
+    return own
+  return ml_collections.ConfigDict(merge(defaults, results["config"]))
+
+
+def kept_datasets(results: dict, variant: str) -> list[str]:
+  """The dataset names (under <data_dir>/<task>/) a finished chain's `variant` was fine-tuned on
+  beyond the demos: each round's kept data (hiwm, wm_closed_loop; rounds that kept nothing
+  add none) or the real HG-DAgger sessions (hgdagger), named as the chain named them."""
+  run = results["run"]
+  if variant == "hgdagger":
+    return [f"{run}_hgdagger"]
+  if variant not in ("hiwm", "wm_closed_loop"):
+    raise ValueError(f"variant {variant!r} has no kept data; one of hiwm, wm_closed_loop, "
+                     "hgdagger")
+  return [f"{run}_{variant}_r{r}" for r, s in enumerate(results[f"{variant}_rounds"])
+          if s["dataset"]]
+
+
+def refit(results: dict, steps: int, lr: float, work_dir: str, num_episodes: int,
+          variants=("wm_closed_loop", "hgdagger", "hiwm"), data_dir: str | None = None,
+          log=print) -> dict:
+  """A finished chain's results with `variants` fine-tuned again: each once, from the base, on
+  the demos and all the data it kept, for `steps` at peak rate `lr`, into
+  <work_dir>/<variant>_policy. The data stay the chain's; only the fine-tune differs.
+
+  With num_episodes > 0, every variant, the base too, is evaluated real and in the chain's world
+  model at the first `num_episodes` evaluation seeds (cached in eval_<num_episodes>.json);
+  with 0, the fine-tuned variants' evaluations are None."""
+  config = chain_config(results)
+  config.posttrain.update(steps=int(steps), lr=float(lr))
+  if data_dir:
+    config.data_dir = data_dir
+  base = results["variants"]["base"]["workdir"]
+  wm_dir = config.hiwm.world_model or os.path.join(os.path.dirname(base), "world_model")
+  out = json.loads(json.dumps(results))  # a deep copy
+  out["refit"] = {"steps": int(steps), "lr": float(lr), "variants": list(variants),
+                  "chain_posttrain": dict(results["config"]["posttrain"])}
+  out["config"] = json.loads(config.to_json_best_effort())
+  for name in variants:
+    workdir = os.path.join(work_dir, f"{name}_policy")
+    datasets = tuple(config.policy_data.datasets) + tuple(kept_datasets(results, name))
+    _check_steps(workdir, int(steps))
+    _policy(config, workdir, lambda: posttrain.posttrain(config, base, datasets, workdir), log)
+    out["variants"][name].update(workdir=workdir, real=None, wm=None)
+  if num_episodes:
+    config.eval.num_episodes = num_episodes
+    out["config"]["eval"]["num_episodes"] = num_episodes
+    for name, v in out["variants"].items():
+      new = evaluate_policy(config, v["workdir"], wm_dir, name,
+                            (v["real_steps"], v["corrective_steps"]), f"eval_{num_episodes}.json")
+      v.update(real=new["real"], wm=new["wm"])
+      log(f"  {name:15s} real {100 * v['real']['success_rate']:.1f}%  "
+          f"WM {100 * v['wm']['success_rate']:.1f}%")
+  return out

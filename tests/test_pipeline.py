@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,7 +85,7 @@ def test_chain_end_to_end_then_resumes(tmp_path):
 
   # Judged again in the chain's own world model: the same WM successes (fixed keys and seeds);
   # a world model of another task is refused.
-  from hiwm_jax import pipeline
+  from hiwm_jax import pipeline, world_model
   wm_dir = tmp_path / "run" / "world_model"
   judged = pipeline.judge_in_world_model(results, str(wm_dir))
   assert judged["judged_by"] == str(wm_dir)
@@ -115,6 +116,54 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   for k in ("base", "wm_closed_loop"):
     assert ci[f"over_{k}"][0] <= gains[f"over_{k}"] <= ci[f"over_{k}"][1]
   assert pipeline.gains_interval([without]) is None  # no per-episode real outcomes
+
+  # Fine-tuned again from the base with another recipe, each variant on its own kept data.
+  env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+  sweep = subprocess.run(
+      [sys.executable, "-m", "experiments.posttrain_sweep", f"--results={results_file}",
+       "--recipes=4@1e-3", "--eval_episodes=2", "--val_episodes=2",
+       f"--work_root={tmp_path / 'sweep'}", f"--out={tmp_path / 'sweep_out'}"],
+      cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+  assert sweep.returncode == 0, sweep.stderr[-3000:]
+  refit = json.loads((tmp_path / "sweep_out" / "s4_lr0.001" / "run" / "results.json").read_text())
+  base_dir = results["variants"]["base"]["workdir"]
+  assert refit["variants"]["base"]["workdir"] == base_dir
+  assert pipeline.kept_datasets(results, "hiwm") == [
+      f"run_hiwm_r{r}" for r, s in enumerate(results["hiwm_rounds"]) if s["dataset"]]
+  assert pipeline.kept_datasets(results, "hgdagger") == ["run_hgdagger"]
+  for name in ("wm_closed_loop", "hgdagger", "hiwm"):
+    v = refit["variants"][name]
+    assert v["workdir"] == str(tmp_path / "sweep" / "s4_lr0.001" / "run" / f"{name}_policy")
+    assert v["real"]["episodes"] == v["wm"]["episodes"] == 2
+    tuned = json.loads(open(os.path.join(v["workdir"], "config.json")).read())
+    assert (tuned["train"]["steps"], tuned["train"]["lr"]) == (4, 1e-3)
+    assert tuned["train"]["init_from"] == base_dir
+    assert tuned["policy_data"]["datasets"] == ["demos"] + pipeline.kept_datasets(results, name)
+  validation = json.loads((tmp_path / "sweep_out" / "run_validation.json").read_text())
+  assert set(validation["success"]["s4_lr0.001"]) == {"wm_closed_loop", "hgdagger", "hiwm"}
+
+  # Hi-WM with the world model refreshed by real rollouts before round 1: round 0 is the
+  # chain's own (linked); the refresh's real steps are charged to Hi-WM.
+  refresh = subprocess.run(
+      [sys.executable, "-m", "experiments.hiwm_refresh", f"--results={results_file}",
+       "--refresh_episodes=2", "--refresh_wm_steps=3", "--eval_episodes=2",
+       f"--work_root={tmp_path / 'refresh'}", f"--out={tmp_path / 'refresh_out'}"],
+      cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+  assert refresh.returncode == 0, refresh.stderr[-3000:]
+  refreshed = json.loads((tmp_path / "refresh_out" / "run" / "results.json").read_text())
+  work = tmp_path / "refresh" / "run_refresh"
+  assert os.path.islink(work / "hiwm_round0") and os.path.islink(work / "hiwm_policy_r0")
+  cost = refreshed["hiwm_rounds"][1]["refresh"]
+  assert cost["episodes"] == 2 and cost["real_steps"] > 0
+  hiwm_new = refreshed["variants"]["hiwm"]
+  assert hiwm_new["real_steps"] == cost["real_steps"]
+  assert hiwm_new["workdir"] == str(work / "hiwm_policy_r1")
+  assert refreshed["refresh"]["chain_hiwm"]["workdir"] == hiwm["workdir"]
+  assert refreshed["hiwm_rounds"][1]["world_model"] == str(work / "hiwm_world_model_r1")
+  tuned_wm, _, tuned_config = world_model.load_world_model(str(work / "hiwm_world_model_r1"))
+  chain_wm, _, _ = world_model.load_world_model(str(wm_dir))
+  np.testing.assert_array_equal(tuned_wm.obs_stats["std"], chain_wm.obs_stats["std"])
+  assert "run_refresh_hiwm_real_r1" in tuned_config.wm_data.datasets
 
   # The branches-per-failure ablation from the finished chain: every K corrects the same failure
   # states with K branches each; the chain's own K reuses its first Hi-WM round.

@@ -76,6 +76,31 @@ def test_checkpoint_round_trip_is_bit_identical(trained):
   chex.assert_trees_all_equal(step(loaded, loaded_params), step(wm, params))
 
 
+def test_fine_tune_starts_from_the_source_and_keeps_its_units(trained, data_dir, tmp_path):
+  wm, params, workdir = trained
+  # New data in other units: fresh training would normalize differently; a fine-tune must not.
+  rng = np.random.default_rng(1)
+  data.write_dataset(tmp_path / "push" / "demos", [_episode(rng, i, steps=20) for i in range(4)],
+                     obs_dim=39, action_dim=4)
+  data.write_dataset(tmp_path / "push" / "play", [_episode(rng, i, steps=20) for i in range(4)],
+                     obs_dim=39, action_dim=4)
+  config = _config(str(tmp_path), steps=10, log_every=10, checkpoint_every=10, lr=3e-3,
+                   init_from=workdir)
+  train_world_model(config, str(tmp_path / "tuned"))
+  tuned, _, _ = load_world_model(str(tmp_path / "tuned"))
+  np.testing.assert_array_equal(tuned.obs_stats["mean"], wm.obs_stats["mean"])
+  np.testing.assert_array_equal(tuned.delta_std, wm.delta_std)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    fresh_first = json.loads(f.readline())["loss"]
+  with open(tmp_path / "tuned" / "metrics.jsonl") as f:
+    tuned_first = json.loads(f.readline())["loss"]
+  assert tuned_first < 0.8 * fresh_first  # it starts where the source ended, not from scratch
+  config = _config(str(tmp_path), steps=10, init_from=workdir)
+  config.world_model.hidden = (16,)
+  with pytest.raises(ValueError, match="does not fit this config"):
+    train_world_model(config, str(tmp_path / "misfit"))
+
+
 def test_wrong_observation_shape_names_the_expected_shape(trained):
   wm, params, _ = trained
   with pytest.raises(ValueError, match=r"expected \(2, 39\)"):

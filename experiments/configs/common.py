@@ -93,7 +93,8 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # 12000 steps: about 12 min on 2 CPU cores for push or pick_place, 25 for the cloth
       train=dict(steps=12000, batch_size=64,  # batch_size windows per ensemble member
                  lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip_norm=1.0, ema_decay=0.995,
-                 seed=0, log_every=100, checkpoint_every=1000, freeze=()),
+                 seed=0, log_every=100, checkpoint_every=1000, freeze=(),
+                 init_from=""),  # a world-model work directory to fine-tune (keeps its units)
       eval=dict(horizons=(1, 10, 50), start_stride=10),  # open-loop starts every stride steps
   ))
   if args.get("graph"):
@@ -129,6 +130,12 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # closed-loop baseline runs as many rounds); one round gains far less on pick_place
       rounds=3,
       world_model="",  # experiments/hiwm.py: a trained WM to reuse (default: train one)
+      # Before each round after the first, roll the current policy out this many times in the
+      # real world (no person watching), add the episodes to the world model's data and
+      # fine-tune it for refresh_wm_steps: the person then sees the failures of the policy as
+      # it now is, not as the old data showed it. Costs real-world steps (reported). 0: off.
+      refresh_episodes=0,
+      refresh_wm_steps=2000,
   ))
   # Post-training (hiwm_jax/posttrain.py): fine-tune the base policy on demos + corrections.
   config.posttrain = ml_collections.ConfigDict(dict(

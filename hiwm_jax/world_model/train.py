@@ -92,7 +92,8 @@ def calibrate_risk(wm: core.WorldModel, params, sampler: UnrollSampler, seed: in
 
 
 def train_world_model(config: ml_collections.ConfigDict, workdir: str):
-  """Trains the world model from config.wm_data; returns (wm, EMA params)."""
+  """Trains the world model from config.wm_data (or, with world_model.train.init_from, fine-tunes
+  that world model, keeping its normalization); returns (wm, EMA params)."""
   cfg = config.world_model
   if cfg.unroll < 1:
     raise ValueError(f"world_model.unroll must be >= 1; got {cfg.unroll}")
@@ -102,12 +103,28 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
   if obs_dim != task.obs_dim:
     raise ValueError(f"the {config.task} datasets have {obs_dim}-d observations; the task "
                      f"has {task.obs_dim}")
-  obs_stats = data.compute_stats(episodes)["observation"]
-  structure = core.obs_structure(task)
-  wm = core.make(cfg, task, obs_stats, delta_std(episodes, obs_stats, structure.predicted))
-  sampler = UnrollSampler(episodes, history=cfg.history, unroll=cfg.unroll)
   rng = jax.random.PRNGKey(cfg.train.seed)
-  params = core.init_params(wm, jax.random.fold_in(rng, 0))
+  init_from = cfg.train.get("init_from")
+  if init_from:  # fine-tune: keep the source's units, or its weights would mean nothing
+    wm, params, _, source = _load(init_from)
+    if wm.task.name != config.task:
+      raise ValueError(f"world_model.train.init_from={init_from} is a {wm.task.name} world "
+                       f"model; this config is for {config.task}")
+    wm = core.make(cfg, task, wm.obs_stats, wm.delta_std)
+    expected = jax.eval_shape(lambda key: core.init_params(wm, key), rng)
+    try:
+      chex.assert_trees_all_equal_shapes_and_dtypes(params, expected)
+    except AssertionError as e:
+      raise ValueError(f"the world model in {init_from} does not fit this config's "
+                       f"world_model (history, ensemble_size, network sizes must match): {e}"
+                       ) from e
+    obs_stats = normalization.stats_from_json({"observation": source["obs_stats"]})["observation"]
+  else:
+    obs_stats = data.compute_stats(episodes)["observation"]
+    structure = core.obs_structure(task)
+    wm = core.make(cfg, task, obs_stats, delta_std(episodes, obs_stats, structure.predicted))
+    params = core.init_params(wm, jax.random.fold_in(rng, 0))
+  sampler = UnrollSampler(episodes, history=cfg.history, unroll=cfg.unroll)
   tx = training.make_optimizer(cfg.train, params)
   state = training.init_state(params, tx)
   checkpoint.save_config(workdir, config)
@@ -126,12 +143,18 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
                        desc=f"{config.task} world model")
   risk_scale = calibrate_risk(wm, state.ema_params, sampler, cfg.train.seed)
   checkpoint.write_json(os.path.join(workdir, CALIBRATION_FILE),
-                        {"risk_scale": risk_scale, "percentile": RISK_PERCENTILE, "step": int(state.step)})
+                        {"risk_scale": risk_scale, "percentile": RISK_PERCENTILE,
+                         "step": int(state.step)})
   return dataclasses.replace(wm, risk_scale=risk_scale), state.ema_params
 
 
 def load_world_model(workdir: str, step: int | None = None):
   """(wm, EMA params, config) from a world-model work directory; step defaults to the latest."""
+  return _load(workdir, step)[:3]
+
+
+def _load(workdir: str, step: int | None = None):
+  """load_world_model's (wm, EMA params, config), and the checkpoint's metadata."""
   config = checkpoint.load_config(workdir)
   ckpt = checkpoint.Checkpointer(workdir, create=False)
   state, metadata = ckpt.restore(step=step)  # as saved: nested dicts, checked below
@@ -154,5 +177,5 @@ def load_world_model(workdir: str, step: int | None = None):
   except AssertionError as e:
     raise ValueError(f"the parameters in {workdir} do not fit the world model its config "
                      f"builds: {e}") from e
-  return wm, params, config
+  return wm, params, config, metadata
 

@@ -145,8 +145,8 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   # Hi-WM with the world model refreshed by real rollouts before round 1: round 0 is the
   # chain's own (linked); the refresh's real steps are charged to Hi-WM.
   refresh = subprocess.run(
-      [sys.executable, "-m", "experiments.hiwm_refresh", f"--results={results_file}",
-       "--refresh_episodes=2", "--refresh_wm_steps=3", "--eval_episodes=2",
+      [sys.executable, "-m", "experiments.hiwm_rerun", f"--results={results_file}",
+       "--refresh_episodes=2", "--refresh_wm_steps=3", "--eval_episodes=2", "--name=refresh",
        f"--work_root={tmp_path / 'refresh'}", f"--out={tmp_path / 'refresh_out'}"],
       cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
   assert refresh.returncode == 0, refresh.stderr[-3000:]
@@ -158,7 +158,7 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   hiwm_new = refreshed["variants"]["hiwm"]
   assert hiwm_new["real_steps"] == cost["real_steps"]
   assert hiwm_new["workdir"] == str(work / "hiwm_policy_r1")
-  assert refreshed["refresh"]["chain_hiwm"]["workdir"] == hiwm["workdir"]
+  assert refreshed["rerun"]["chain_hiwm"]["workdir"] == hiwm["workdir"]
   assert refreshed["hiwm_rounds"][1]["world_model"] == str(work / "hiwm_world_model_r1")
   tuned_wm, _, tuned_config = world_model.load_world_model(str(work / "hiwm_world_model_r1"))
   chain_wm, _, _ = world_model.load_world_model(str(wm_dir))

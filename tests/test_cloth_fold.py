@@ -132,3 +132,29 @@ def test_render_and_render_obs_agree(env):
 def test_render_obs_bad_obs_raises(env, obs, message):
   with pytest.raises(ValueError, match=message):
     env.render_obs(obs)
+
+
+def test_a_resting_cloth_that_nothing_holds_stays_still_in_the_simulator(env):
+  """`stays_still` is the simulator's physics: where it says so, the cloth does not move."""
+  obs, _ = env.reset(seed=3)
+  away = np.array([0.3, -0.2, 0.5, -1.0], np.float32)  # open gripper, moving: it is visual-only
+  previous = obs
+  for t in range(12):
+    nxt, *_ = env.step(away)
+    if t >= 2:  # the cloth settles over the first steps after a reset
+      assert cloth_fold.stays_still(jnp.asarray(previous), jnp.asarray(obs), jnp.asarray(away))
+      np.testing.assert_allclose(cloth_fold.vertices(nxt), cloth_fold.vertices(obs), atol=1e-4)
+    previous, obs = obs, nxt
+
+
+def test_a_cloth_that_moved_or_is_held_is_not_still():
+  obs = jnp.asarray(envs.make("cloth_fold").reset(seed=0)[0])
+  open_away = jnp.array([0.0, 0.0, 1.0, -1.0])
+  assert cloth_fold.stays_still(obs, obs, open_away)
+  moved = obs.at[TASK.obs_layout["cloth_verts"]].add(0.001)  # 1 mm since the last step
+  assert not cloth_fold.stays_still(moved, obs, open_away)
+  corner = cloth_fold.vertices(obs)[cloth_fold.CORNER_A]
+  over_corner = obs.at[TASK.obs_layout["gripper_pos"]].set(corner + jnp.array([0, 0, 0.01]))
+  close = jnp.array([0.0, 0.0, 0.0, 1.0])  # closing 1 cm above corner A pinches it
+  assert not cloth_fold.stays_still(over_corner, over_corner, close)
+  assert cloth_fold.stays_still(over_corner, over_corner, open_away)

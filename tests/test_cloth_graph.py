@@ -32,15 +32,15 @@ def test_held_vertex_follows_the_simulators_pinch_rule():
   corner = verts[0]
   still_close = jnp.array([0.0, 0.0, 0.0, 1.0])
   # Closing 1 cm above corner A pinches it; closing far from the cloth pinches nothing.
-  held = cloth_graph.held_vertex(_obs(corner + [0, 0, 0.01], 0.0, verts), still_close)
+  held = cloth_fold.held_vertex(_obs(corner + [0, 0, 0.01], 0.0, verts), still_close)
   np.testing.assert_array_equal(held, np.eye(N * N)[0])
-  far = cloth_graph.held_vertex(_obs(corner + [0, 0, 0.2], 0.0, verts), still_close)
+  far = cloth_fold.held_vertex(_obs(corner + [0, 0, 0.2], 0.0, verts), still_close)
   np.testing.assert_array_equal(far, np.zeros(N * N))
   # Closed with the vertex at its centre: still held; opening lets go.
   np.testing.assert_array_equal(
-      cloth_graph.held_vertex(_obs(verts[9] + [0, 0, 0.007], 1.0, verts), still_close),
+      cloth_fold.held_vertex(_obs(verts[9] + [0, 0, 0.007], 1.0, verts), still_close),
       np.eye(N * N)[9])
-  opened = cloth_graph.held_vertex(_obs(verts[9], 1.0, verts), jnp.array([0.0, 0.0, 0.0, -1.0]))
+  opened = cloth_fold.held_vertex(_obs(verts[9], 1.0, verts), jnp.array([0.0, 0.0, 0.0, -1.0]))
   np.testing.assert_array_equal(opened, np.zeros(N * N))
 
 

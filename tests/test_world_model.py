@@ -200,3 +200,38 @@ def test_cloth_gripper_goes_exactly_where_it_is_commanded():
     state = wm.step(params, state, jnp.asarray(action))
     np.testing.assert_allclose(wm.observe(params, state)[:4], real[:4], atol=1e-6)
   env.close()
+
+
+def test_a_resting_cloth_stays_exactly_still_in_the_world_model():
+  """The still rule (structure.py): whatever the network says, a cloth at rest that nothing
+  holds keeps every vertex; without the rule, the same network moves it; a pinch moves it."""
+  from hiwm_jax import envs, world_model
+  from hiwm_jax.envs import cloth_fold
+  from experiments.configs import cloth_fold as cloth_config
+  task = envs.task_fns("cloth_fold")
+  obs, _ = envs.make("cloth_fold").reset(seed=0)
+  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
+  predicted = world_model.core.obs_structure(task).predicted
+  config = cloth_config.get_config("smoke").world_model
+  assert config.still_rule
+  wm = world_model.make(config, task, stats, np.full(predicted.shape, 0.01))
+  params = world_model.init_params(wm, jax.random.PRNGKey(0))
+  leaves, tree = jax.tree.flatten(params)  # a network that predicts motion everywhere
+  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+  params = jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(k, x.shape)
+                                     for x, k in zip(leaves, keys)])
+  verts = lambda s: np.asarray(cloth_fold.vertices(wm.observe(params, s)))
+  state = wm.init(params, wm.initial_history(obs))  # a repeated observation: at rest
+  away = jnp.array([0.0, 0.0, 1.0, -1.0])
+  still = wm.step(params, state, away)
+  np.testing.assert_array_equal(verts(still), verts(state))
+  assert float(still.risk) == 0.0  # no member predicts motion there
+  config.still_rule = False
+  free = world_model.make(config, task, stats, np.full(predicted.shape, 0.01))
+  assert np.abs(verts(free.step(params, state, away)) - verts(state)).max() > 1e-3
+  corner = np.asarray(cloth_fold.vertices(jnp.asarray(obs)))[cloth_fold.CORNER_A]
+  over = obs.copy()
+  over[task.obs_layout["gripper_pos"]] = corner + [0.0, 0.0, 0.01]
+  held = wm.init(params, wm.initial_history(over))
+  pinched = wm.step(params, held, jnp.array([0.0, 0.0, 0.0, 1.0]))
+  assert np.abs(verts(pinched) - verts(held)).max() > 1e-3

@@ -90,6 +90,9 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # than 12 cut the 50-step error by a fifth on push and pick_place (results/world_model)
       unroll=24,
       one_step_weight=1.0,  # plus a one-step loss in units of a typical step's change
+      # keep exactly still what the simulator leaves still (world_model/structure.py: a cloth
+      # at rest that nothing holds), instead of letting the network drift it
+      still_rule=True,
       # 12000 steps: about 12 min on 2 CPU cores for push or pick_place, 25 for the cloth
       train=dict(steps=12000, batch_size=64,  # batch_size windows per ensemble member
                  lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip_norm=1.0, ema_decay=0.995,

@@ -14,7 +14,6 @@ better at judging success, and far slower on a CPU, so it is an option (config a
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -48,40 +47,16 @@ def neighbours(x):
   return jnp.stack(shifted, axis=-2).reshape(*x.shape[:-1], len(_OFFSETS), x.shape[-1])
 
 
-def held_vertex(obs, action):
-  """One-hot [..., V] of the vertex the gripper holds over this step (zeros if none).
-
-  The simulator's rule, read from the observation: a closing gripper pinches the nearest
-  vertex within PINCH_RADIUS of where it goes; a closed gripper keeps the vertex at its centre
-  (a held vertex sits within about 8 mm of it); opening lets go.
-  """
-  gripper = obs[..., cloth_fold.OBS_LAYOUT["gripper_pos"]]
-  closed = obs[..., cloth_fold.OBS_LAYOUT["gripper_closed"]][..., 0] > 0.5
-  verts = _verts(obs)
-  target = cloth_fold.commanded(obs, action)[..., :3]
-  centre = jnp.where(closed[..., None], gripper, target)
-  radius = jnp.where(closed, cloth_fold.HOLD_RADIUS, cloth_fold.PINCH_RADIUS)
-  dist = jnp.linalg.norm(verts - centre[..., None, :], axis=-1)  # [..., V]
-  nearest = jax.nn.one_hot(jnp.argmin(dist, axis=-1), dist.shape[-1], dtype=obs.dtype)
-  holds = (action[..., 3] > 0.0) & (jnp.min(dist, axis=-1) < radius)
-  return nearest * holds[..., None]
-
-
-def _verts(obs):
-  return obs[..., cloth_fold.OBS_LAYOUT["cloth_verts"]].reshape(
-      *obs.shape[:-1], cloth_fold.N_VERTS, 3)
-
-
 def graph_inputs(history, action):
   """(nodes [..., V, 8], edges [..., V, K, 8]) from raw observations [..., h, D] and the
   action [..., A]. Nodes: velocity, height, held flag, the held vertex's pull toward the
   gripper's next position. Edges (neighbour minus vertex): relative position, its length and
   its rest length, relative velocity."""
   last = history[..., -1, :]
-  verts = _verts(last) / SCALE  # [..., V, 3]
-  velocity = (verts - _verts(history[..., -2, :]) / SCALE) if history.shape[-2] > 1 else (
-      jnp.zeros_like(verts))
-  held = held_vertex(last, action)[..., None]  # [..., V, 1]
+  verts = cloth_fold.vertices(last) / SCALE  # [..., V, 3]
+  velocity = (verts - cloth_fold.vertices(history[..., -2, :]) / SCALE
+              if history.shape[-2] > 1 else jnp.zeros_like(verts))
+  held = cloth_fold.held_vertex(last, action)[..., None]  # [..., V, 1]
   target = cloth_fold.commanded(last, action)[..., None, :3] / SCALE
   nodes = jnp.concatenate([velocity, verts[..., 2:3], held, held * (target - verts)], axis=-1)
   rel = neighbours(verts) - verts[..., :, None, :]  # [..., V, K, 3]

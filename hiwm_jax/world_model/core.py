@@ -42,6 +42,7 @@ class WorldModel:
     obs_stats: {"mean", "std"} float32 [obs_dim] that states are normalized with.
     delta_std: float32 [P] a typical step's change of each predicted dim, normalized units.
     risk_scale: disagreement that counts as risk 1 (calibrated on training data).
+    still_rule: False leaves even a resting cloth's next step to the network (the old models).
   """
   task: TaskFns
   history: int
@@ -49,6 +50,7 @@ class WorldModel:
   obs_stats: Mapping[str, np.ndarray]
   delta_std: np.ndarray
   risk_scale: float = 1.0
+  still_rule: bool = True  # keep what the simulator provably leaves still (structure.py)
 
   @property
   def obs_dim(self) -> int:
@@ -64,7 +66,7 @@ class WorldModel:
 
   @functools.cached_property  # trace-time index arrays, built once
   def structure(self) -> ObsStructure:
-    return obs_structure(self.task)
+    return obs_structure(self.task, self.still_rule)
 
   # ------------------------------------------------------------------ the carry API
 
@@ -126,19 +128,26 @@ class WorldModel:
     return obs * self.obs_stats["std"] + self.obs_stats["mean"]
 
   def apply_members(self, params: Params, history, action) -> jax.Array:
-    """Members' outputs [E, ..., P] from histories [E, ..., h, obs_dim] and actions [E, ..., A]."""
-    p = self.structure.predicted
+    """Members' outputs [E, ..., P] from histories [E, ..., h, obs_dim] and actions [E, ..., A]:
+    each member's predicted change, zero where the structure says the state stays still."""
+    p, action = self.structure.predicted, jnp.clip(action, -1.0, 1.0)
     if isinstance(self.module, cloth_graph.GraphEnsemble):  # per vertex, in metres
-      nodes, edges = cloth_graph.graph_inputs(self.unnormalize(history), jnp.clip(action, -1, 1))
+      nodes, edges = cloth_graph.graph_inputs(self.unnormalize(history), action)
       delta = cloth_graph.vertex_delta_to_obs(self.module.apply(params, nodes, edges),
                                               self.obs_dim)
-      return delta[..., p] / (self.obs_stats["std"][p] * self.delta_std)
-    hist = history[..., p]  # [..., h, P]
-    # The last observation and the recent steps' changes in typical-step units: motion is
-    # a small difference of large positions, too ill-conditioned to leave to the first layer.
-    motion = jnp.diff(hist, axis=-2) / self.delta_std  # [..., h-1, P]
-    features = jnp.concatenate([motion, hist[..., -1:, :]], axis=-2)  # [..., h, P]
-    return self.module.apply(params, features, jnp.clip(action, -1.0, 1.0))
+      out = delta[..., p] / (self.obs_stats["std"][p] * self.delta_std)
+    else:
+      hist = history[..., p]  # [..., h, P]
+      # The last observation and the recent steps' changes in typical-step units: motion is
+      # a small difference of large positions, too ill-conditioned to leave to the first layer.
+      motion = jnp.diff(hist, axis=-2) / self.delta_std  # [..., h-1, P]
+      features = jnp.concatenate([motion, hist[..., -1:, :]], axis=-2)  # [..., h, P]
+      out = self.module.apply(params, features, action)
+    still = self.structure.still
+    if still is None or self.history < 2:  # one observation shows no motion: cannot tell rest
+      return out
+    raw = self.unnormalize(history[..., -2:, :])
+    return jnp.where(still(raw[..., 0, :], raw[..., 1, :], action)[..., None], 0.0, out)
 
   def advance(self, history, out, action) -> jax.Array:
     """The next normalized observation [..., D] from history [..., h, D], the network's output
@@ -188,7 +197,9 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
     raise ValueError(f"unknown world_model.network {network!r} for task {task.name}; known: "
                      "'mlp' (any task), 'cloth_graph' (cloth_fold)")
   return WorldModel(task=task, history=config.history, module=module, obs_stats=stats,
-                    delta_std=delta_std, risk_scale=float(risk_scale))
+                    delta_std=delta_std, risk_scale=float(risk_scale),
+                    # a checkpoint's config without the key predates the rule: as trained
+                    still_rule=bool(config.get("still_rule", False)))
 
 
 def init_params(wm: WorldModel, rng: jax.Array) -> Params:

@@ -42,7 +42,9 @@ class WorldModel:
     obs_stats: {"mean", "std"} float32 [obs_dim] that states are normalized with.
     delta_std: float32 [P] a typical step's change of each predicted dim, normalized units.
     risk_scale: disagreement that counts as risk 1 (calibrated on training data).
-    still_rule: False leaves even a resting cloth's next step to the network (the old models).
+    still_rule: keep what the simulator provably leaves still (structure.py). Off unless the
+      config turns it on (experiments/configs/common.py does), so models trained before the
+      rule load as they were trained.
   """
   task: TaskFns
   history: int
@@ -50,7 +52,7 @@ class WorldModel:
   obs_stats: Mapping[str, np.ndarray]
   delta_std: np.ndarray
   risk_scale: float = 1.0
-  still_rule: bool = True  # keep what the simulator provably leaves still (structure.py)
+  still_rule: bool = False
 
   @property
   def obs_dim(self) -> int:
@@ -198,8 +200,7 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
                      "'mlp' (any task), 'cloth_graph' (cloth_fold)")
   return WorldModel(task=task, history=config.history, module=module, obs_stats=stats,
                     delta_std=delta_std, risk_scale=float(risk_scale),
-                    # a checkpoint's config without the key predates the rule: as trained
-                    still_rule=bool(config.get("still_rule", False)))
+                    still_rule=bool(config.get("still_rule", WorldModel.still_rule)))
 
 
 def init_params(wm: WorldModel, rng: jax.Array) -> Params:

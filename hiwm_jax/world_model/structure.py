@@ -48,7 +48,7 @@ def _dims(s: slice) -> np.ndarray:
   return np.arange(s.start, s.stop)
 
 
-def obs_structure(task: TaskFns, still_rule: bool = True) -> ObsStructure:
+def obs_structure(task: TaskFns, still_rule: bool = False) -> ObsStructure:
   """The task's structure; still_rule=False leaves every step to the network."""
   layout = task.obs_layout
   carried = [_dims(layout[f]) for f in _CARRIED.get(task.name, ())]

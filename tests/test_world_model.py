@@ -235,3 +235,58 @@ def test_a_resting_cloth_stays_exactly_still_in_the_world_model():
   held = wm.init(params, wm.initial_history(over))
   pinched = wm.step(params, held, jnp.array([0.0, 0.0, 0.0, 1.0]))
   assert np.abs(verts(pinched) - verts(held)).max() > 1e-3
+
+
+def test_a_held_vertex_moves_with_the_gripper_in_the_world_model():
+  """The lead rule (structure.py): an untrained network (it predicts no motion) still carries
+  the pinched corner exactly as far as the gripper goes, and nothing else; without the rule
+  the corner stays behind. So on a carry that follows the gripper exactly, the untrained
+  model's multi-step loss is zero with the rule only."""
+  from hiwm_jax import envs, world_model
+  from hiwm_jax.envs import cloth_fold
+  from hiwm_jax.world_model.train import make_loss
+  from experiments.configs import cloth_fold as cloth_config
+  task = envs.task_fns("cloth_fold")
+  obs, _ = envs.make("cloth_fold").reset(seed=0)
+  corner = np.asarray(cloth_fold.vertices(jnp.asarray(obs)))[cloth_fold.CORNER_A]
+  obs[task.obs_layout["gripper_pos"]] = corner
+  obs[task.obs_layout["gripper_closed"]] = 1.0  # holding corner A
+  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
+  predicted = world_model.core.obs_structure(task).predicted
+  config = cloth_config.get_config("smoke").world_model
+  assert config.lead_rule
+  wms = {rule: world_model.make(config.copy_and_resolve_references() if rule else
+                                _with(config, lead_rule=False), task, stats,
+                                np.full(predicted.shape, 0.01)) for rule in (True, False)}
+  params = world_model.init_params(wms[True], jax.random.PRNGKey(0))
+  lift = jnp.array([0.5, 0.0, 1.0, 1.0])  # carry corner A up and along
+  for rule, wm in wms.items():
+    state = wm.init(params, wm.initial_history(obs))
+    nxt = wm.step(params, state, lift)
+    moved = np.asarray(cloth_fold.vertices(wm.observe(params, nxt))
+                       - cloth_fold.vertices(wm.observe(params, state)))
+    expected = (cloth_fold.MAX_STEP * np.array([0.5, 0.0, 1.0])) if rule else np.zeros(3)
+    np.testing.assert_allclose(moved[cloth_fold.CORNER_A], expected, atol=1e-6)
+    assert np.abs(np.delete(moved, cloth_fold.CORNER_A, axis=0)).max() < 1e-6
+  # a carry window: the corner truly moves with the gripper
+  steps, e = 3, wms[True].ensemble_size
+  actions = np.tile(np.asarray(lift, np.float32), (e, 1, steps, 1))  # [E, B=1, K, A]
+  history = np.repeat(obs[None, None, None], wms[True].history, axis=2).repeat(e, 0)
+  nexts, cur = [], obs.copy()
+  for _ in range(steps):
+    cur = cur.copy()
+    cur[:3] += cloth_fold.MAX_STEP * np.array([0.5, 0.0, 1.0])
+    cur[3] = 1.0
+    cur[4:7] = cur[:3]
+    nexts.append(cur)
+  batch = {"history": history, "action": actions,
+           "next_obs": np.stack(nexts)[None, None].repeat(e, 0), "mask": np.ones((e, 1, steps), bool)}
+  multi = {rule: float(make_loss(wm, 1.0)(params, batch, None)[1]["multi_step_mse"])
+           for rule, wm in wms.items()}
+  assert multi[True] < 1e-12 and multi[False] > 1e-6, multi  # units: metres squared
+
+
+def _with(config, **changes):
+  config = config.copy_and_resolve_references()
+  config.update(changes)
+  return config

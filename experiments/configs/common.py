@@ -93,9 +93,6 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # keep exactly still what the simulator leaves still (world_model/structure.py: a cloth
       # at rest that nothing holds), instead of letting the network drift it
       still_rule=True,
-      # move a held cloth vertex with the gripper, the network predicting only the rest of
-      # its motion (world_model/structure.py)
-      lead_rule=True,
       # 12000 steps: about 12 min on 2 CPU cores for push or pick_place, 25 for the cloth
       train=dict(steps=12000, batch_size=64,  # batch_size windows per ensemble member
                  lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip_norm=1.0, ema_decay=0.995,

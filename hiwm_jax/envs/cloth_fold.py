@@ -129,22 +129,6 @@ def held_vertex(obs, action):
   return nearest * holds[..., None]
 
 
-def gripper_lead(obs, action):
-  """[..., D]: the motion this step owes to the gripper: its commanded displacement on the held
-  vertex's xyz, zero elsewhere.
-
-  The pinch is a constraint that pulls the held vertex to the gripper's centre, so it moves
-  with the gripper: in the recorded episodes a held vertex moves about 14 mm a step, and only
-  about 2 mm of that differs from the gripper's own displacement.
-  """
-  gripper = obs[..., OBS_LAYOUT["gripper_pos"]]
-  shift = commanded(obs, action)[..., :3] - gripper  # [..., 3]
-  per_vertex = held_vertex(obs, action)[..., None] * shift[..., None, :]  # [..., V, 3]
-  lead = jnp.zeros_like(obs)
-  return lead.at[..., OBS_LAYOUT["cloth_verts"]].set(
-      per_vertex.reshape(*per_vertex.shape[:-2], -1))
-
-
 def stays_still(previous, obs, action):
   """bool [...]: the cloth does not move over this step, by the simulator's physics.
 

@@ -45,8 +45,6 @@ class WorldModel:
     still_rule: keep what the simulator provably leaves still (structure.py). Off unless the
       config turns it on (experiments/configs/common.py does), so models trained before the
       rule load as they were trained.
-    lead_rule: move what the action leads (a held vertex) with it, the network predicting
-      only the rest of its motion (structure.py); off unless the config turns it on.
   """
   task: TaskFns
   history: int
@@ -55,7 +53,6 @@ class WorldModel:
   delta_std: np.ndarray
   risk_scale: float = 1.0
   still_rule: bool = False
-  lead_rule: bool = False
 
   @property
   def obs_dim(self) -> int:
@@ -71,7 +68,7 @@ class WorldModel:
 
   @functools.cached_property  # trace-time index arrays, built once
   def structure(self) -> ObsStructure:
-    return obs_structure(self.task, self.still_rule, self.lead_rule)
+    return obs_structure(self.task, self.still_rule)
 
   # ------------------------------------------------------------------ the carry API
 
@@ -159,7 +156,7 @@ class WorldModel:
     [..., P] and the action [..., A]."""
     s = self.structure
     last = history[..., -1, :]
-    nxt = (last + self.led_motion(last, action)).at[..., s.predicted].add(out * self.delta_std)
+    nxt = last.at[..., s.predicted].add(out * self.delta_std)
     if s.copy_to.size:
       mean, std = self.obs_stats["mean"], self.obs_stats["std"]
       raw = last[..., s.copy_from] * std[s.copy_from] + mean[s.copy_from]
@@ -169,14 +166,6 @@ class WorldModel:
       raw = s.commanded(self.unnormalize(last), jnp.clip(action, -1.0, 1.0))
       nxt = nxt.at[..., dims].set((raw - mean[dims]) / std[dims])
     return nxt
-
-  def led_motion(self, obs, action) -> jax.Array:
-    """The motion [..., D] (normalized units) that the structure's lead rule adds to a step
-    from normalized obs [..., D]; zeros without the rule."""
-    if self.structure.led is None:
-      return jnp.zeros_like(obs)
-    led = self.structure.led(self.unnormalize(obs), jnp.clip(action, -1.0, 1.0))
-    return led / self.obs_stats["std"]
 
   @staticmethod
   def disagreement(out) -> jax.Array:
@@ -211,8 +200,7 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
                      "'mlp' (any task), 'cloth_graph' (cloth_fold)")
   return WorldModel(task=task, history=config.history, module=module, obs_stats=stats,
                     delta_std=delta_std, risk_scale=float(risk_scale),
-                    still_rule=bool(config.get("still_rule", WorldModel.still_rule)),
-                    lead_rule=bool(config.get("lead_rule", WorldModel.lead_rule)))
+                    still_rule=bool(config.get("still_rule", WorldModel.still_rule)))
 
 
 def init_params(wm: WorldModel, rng: jax.Array) -> Params:

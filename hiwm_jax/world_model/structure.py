@@ -7,9 +7,7 @@ Learning what the simulator guarantees only adds error that compounds over a rol
              it is told); still read by the network, its prediction overwritten
   predicted  everything else: the network's residual output, and its input history;
   still      a state the simulator provably leaves as it is (a cloth at rest that nothing
-             holds): the predicted dims keep their values, whatever the network says;
-  led        motion the simulator owes to the action (a held vertex goes where the gripper
-             goes): added to the predicted dims, so the network predicts only the rest.
+             holds): the predicted dims keep their values, whatever the network says.
 """
 from __future__ import annotations
 
@@ -29,8 +27,6 @@ _COPIED = {"pick_place": (("previous_frame", slice(0, 18)),),
 _COMMANDED = {"cloth_fold": (("gripper_pos", "gripper_closed"), cloth_fold.commanded)}
 # Per task: fn(raw previous obs, raw last obs, action) -> bool, the predicted dims stay put.
 _STILL = {"cloth_fold": cloth_fold.stays_still}
-# Per task: fn(raw last obs, action) -> raw motion [..., D] the action leads, added to the step.
-_LED = {"cloth_fold": cloth_fold.gripper_lead}
 # Fields that are positions in metres: open-loop error is reported on these, in cm.
 _POSITIONS = {"pick_place": ("hand_pos", "object_pos"), "push": ("hand_pos", "object_pos"),
               "cloth_fold": ("gripper_pos", "cloth_verts")}
@@ -46,17 +42,14 @@ class ObsStructure:
   commanded_dims: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
   commanded: Callable | None = None  # (raw obs, action) -> values of commanded_dims
   still: Callable | None = None  # (raw previous obs, raw obs, action) -> predicted dims stay
-  led: Callable | None = None  # (raw obs, action) -> raw motion [..., D] the action leads
 
 
 def _dims(s: slice) -> np.ndarray:
   return np.arange(s.start, s.stop)
 
 
-def obs_structure(task: TaskFns, still_rule: bool = False,
-                  lead_rule: bool = False) -> ObsStructure:
-  """The task's structure; without still_rule and lead_rule (the models trained before them)
-  the network predicts every step's whole motion."""
+def obs_structure(task: TaskFns, still_rule: bool = False) -> ObsStructure:
+  """The task's structure; still_rule=False leaves every step to the network."""
   layout = task.obs_layout
   carried = [_dims(layout[f]) for f in _CARRIED.get(task.name, ())]
   copy_to = [_dims(layout[f]) for f, _ in _COPIED.get(task.name, ())]
@@ -68,5 +61,4 @@ def obs_structure(task: TaskFns, still_rule: bool = False,
   fields, fn = _COMMANDED.get(task.name, ((), None))
   commanded_dims = cat([_dims(layout[f]) for f in fields])
   return ObsStructure(predicted.astype(np.int32), cat(copy_to), cat(copy_from), positions,
-                      commanded_dims, fn, _STILL.get(task.name) if still_rule else None,
-                      _LED.get(task.name) if lead_rule else None)
+                      commanded_dims, fn, _STILL.get(task.name) if still_rule else None)

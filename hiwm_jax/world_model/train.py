@@ -53,9 +53,7 @@ def make_loss(wm: core.WorldModel, one_step_weight: float):
     preds = jnp.moveaxis(preds, 0, 2)  # [E, B, K, D]
     sq = jnp.mean((preds - target)[..., pred] ** 2, axis=-1)  # [E, B, K]
     multi = jnp.sum(sq * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-    # what the network owes: the step's change less the motion the structure leads
-    led = wm.led_motion(hist[..., -1, :], batch["action"][..., 0, :])[..., pred]
-    true_delta = (target[..., 0, pred] - hist[..., -1, pred] - led) / wm.delta_std  # [E, B, P]
+    true_delta = (target[..., 0, pred] - hist[..., -1, pred]) / wm.delta_std  # [E, B, P]
     one = jnp.sum(jnp.mean((outs[0] - true_delta) ** 2, -1) * mask[..., 0]) / jnp.maximum(
         jnp.sum(mask[..., 0]), 1.0)
     final = jnp.sum(sq[..., -1] * mask[..., -1]) / jnp.maximum(jnp.sum(mask[..., -1]), 1.0)

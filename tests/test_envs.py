@@ -125,3 +125,47 @@ def test_render_and_render_obs(env):
   assert np.abs(live.astype(int) - drawn).mean() < 10, "a drawn observation should look like the scene"
   with pytest.raises(ValueError, match=r"expected \(39,\)"):
     env.render_obs(obs[:10])
+
+
+def test_a_resting_object_clear_of_the_hand_stays_still_in_the_simulator():
+  """`object_stays_still` is push's physics: where it says so, the puck does not move (a
+  play-like episode: random first steps, then the noisy expert pushes the puck)."""
+  from hiwm_jax.envs import metaworld_env
+  env = envs.make("push")
+  episode = run_episode(env, expert_controller(env.task, noise_scale=0.3), seed=11,
+                        random_prefix=20)
+  env.close()
+  obs, acts = jnp.asarray(episode.observations), jnp.asarray(episode.actions)
+  still = metaworld_env.object_stays_still(obs[:-2], obs[1:-1], acts[1:])  # [T-1]
+  moves = np.linalg.norm(np.diff(episode.observations[1:, 4:7], axis=0), axis=-1)  # [T-1]
+  assert still.sum() >= 10 and (moves > 1e-3).sum() >= 10  # the rule and pushes both occur
+  assert moves[np.asarray(still)].max() < 2e-4, "the rule froze a puck the simulator moved"
+
+
+def test_an_object_that_moved_or_is_near_the_hand_is_not_still():
+  from hiwm_jax.envs import metaworld_env
+  obs, _ = envs.make("push").reset(seed=0)
+  obs = jnp.asarray(obs)
+  action = jnp.zeros(4)
+  far = obs.at[0:3].set(obs[4:7] + jnp.array([0.0, 0.0, 0.2]))  # the hand 20 cm above the puck
+  assert metaworld_env.object_stays_still(far, far, action)
+  moved = far.at[4].add(0.001)  # 1 mm since the last step
+  assert not metaworld_env.object_stays_still(far, moved, action)
+  near = obs.at[0:3].set(obs[4:7] + jnp.array([0.05, 0.0, 0.0]))  # 5 cm: may touch it
+  assert not metaworld_env.object_stays_still(near, near, action)
+
+
+def test_the_mocap_target_follows_from_the_actions_alone(env):
+  """`reset_mocap` and `next_mocap` are Meta-World's controller: integrating the actions from
+  the reset observation gives the simulator's mocap target, bounds included."""
+  from hiwm_jax.envs import metaworld_env
+  obs, _ = env.reset(seed=4)
+  target = metaworld_env.reset_mocap(jnp.asarray(obs))
+  np.testing.assert_allclose(target, env.mocap_pos, atol=1e-5)
+  rng = np.random.default_rng(0)
+  for t in range(60):  # a steady push out of bounds, then random actions (clipped at 1)
+    action = np.array([1.5, 1.0, 1.0, 0.0]) if t < 40 else rng.uniform(-2.0, 2.0, 4)
+    env.step(np.clip(action, -1.0, 1.0).astype(np.float32))
+    target = metaworld_env.next_mocap(target, jnp.asarray(action))
+    np.testing.assert_allclose(target, env.mocap_pos, atol=1e-5)
+  assert np.isclose(env.mocap_pos[1], metaworld_env.MOCAP_HIGH[1])  # the bound was reached

@@ -235,3 +235,80 @@ def test_a_resting_cloth_stays_exactly_still_in_the_world_model():
   held = wm.init(params, wm.initial_history(over))
   pinched = wm.step(params, held, jnp.array([0.0, 0.0, 0.0, 1.0]))
   assert np.abs(verts(pinched) - verts(held)).max() > 1e-3
+
+
+def test_a_resting_puck_clear_of_the_hand_stays_exactly_still_in_the_world_model():
+  """Push's still rule freezes the puck (position and orientation), not the hand; near the
+  hand, or without the rule, the same network moves the puck."""
+  from hiwm_jax import envs, world_model
+  from experiments.configs import push as push_config
+  task = envs.task_fns("push")
+  obs, _ = envs.make("push").reset(seed=0)
+  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
+  predicted = world_model.core.obs_structure(task).predicted
+  config = push_config.get_config("smoke").world_model
+  assert config.still_rule
+  wm = world_model.make(config, task, stats, np.full(predicted.shape, 0.01))
+  params = world_model.init_params(wm, jax.random.PRNGKey(0))
+  leaves, tree = jax.tree.flatten(params)  # a network that predicts motion everywhere
+  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+  params = jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(k, x.shape)
+                                     for x, k in zip(leaves, keys)])
+  puck = lambda s: np.asarray(wm.observe(params, s))[4:11]
+  hand = lambda s: np.asarray(wm.observe(params, s))[0:3]
+  action = jnp.array([0.5, 0.0, 0.0, -1.0])
+  far = obs.copy()
+  far[0:3] = obs[4:7] + [0.0, 0.0, 0.2]  # 20 cm above the puck, at rest
+  state = wm.init(params, wm.initial_history(far))
+  still = wm.step(params, state, action)
+  np.testing.assert_array_equal(puck(still), puck(state))
+  assert np.abs(hand(still) - hand(state)).max() > 1e-3  # the hand is still predicted
+  near = obs.copy()
+  near[0:3] = obs[4:7] + [0.05, 0.0, 0.0]
+  close = wm.init(params, wm.initial_history(near))
+  assert np.abs(puck(wm.step(params, close, action)) - puck(close)).max() > 1e-3
+  config.still_rule = False
+  free = world_model.make(config, task, stats, np.full(predicted.shape, 0.01))
+  assert np.abs(puck(free.step(params, state, action)) - puck(state)).max() > 1e-3
+
+
+def test_a_command_latent_carries_the_mocap_target_the_actions_set():
+  """world_model.command_latent: the state carries Meta-World's mocap target exactly as the
+  simulator moves it, training windows start from it, and the network sees its pull."""
+  from hiwm_jax import envs, world_model
+  task = envs.task_fns("push")
+  env = envs.make("push")
+  obs, _ = env.reset(seed=2)
+  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
+  predicted = world_model.core.obs_structure(task).predicted
+  config = push_config.get_config("smoke").world_model
+  config.command_latent = True
+  wm = world_model.make(config, task, stats, np.full(predicted.shape, 0.01))
+  params = world_model.init_params(wm, jax.random.PRNGKey(0))
+  state = wm.init(params, wm.initial_history(obs))
+  np.testing.assert_allclose(state.command, env.mocap_pos, atol=1e-5)
+  observations, actions = [obs], np.random.default_rng(0).uniform(-1, 1, (12, 4))
+  step = jax.jit(lambda s, a: wm.step(params, s, a))
+  for action in actions.astype(np.float32):
+    observations.append(env.step(action)[0])
+    state = step(state, jnp.asarray(action))
+    np.testing.assert_allclose(state.command, env.mocap_pos, atol=1e-5)
+  env.close()
+  commands = wm.episode_commands(np.stack(observations), actions)
+  np.testing.assert_allclose(commands[-1], state.command, atol=1e-6)
+  episode = data.make_episode(np.stack(observations), actions.astype(np.float32), task="push",
+                              seed=2, source="demo", success=False, terminated=False)
+  sampler = UnrollSampler([episode], history=2, unroll=4, commands=[commands])
+  np.testing.assert_array_equal(sampler.batch(np.array([0, 5]))["command"], commands[[0, 5]])
+  leaves, tree = jax.tree.flatten(params)  # a network whose output is not zero
+  noisy = jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(jax.random.PRNGKey(i), x.shape)
+                                    for i, x in enumerate(leaves)])
+  start = wm.init(noisy, wm.initial_history(obs))
+  pulled = wm.init(noisy, wm.initial_history(obs), start.command + 0.05)
+  hand = lambda s: np.asarray(wm.observe(noisy, wm.step(noisy, s, jnp.zeros(4))))[0:3]
+  assert np.abs(hand(pulled) - hand(start)).max() > 1e-4  # the pull reaches the network
+  with pytest.raises(ValueError, match=r"command has shape \(2,\); expected \(3,\)"):
+    wm.init(params, wm.initial_history(obs), np.zeros(2))
+  config.command_latent = False
+  assert world_model.make(config, task, stats, np.full(predicted.shape, 0.01)).init(
+      params, wm.initial_history(obs)).command.shape == (0,)

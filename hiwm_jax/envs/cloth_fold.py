@@ -292,6 +292,18 @@ class ClothFoldEnv(TaskEnv):
       self.data.eq_active[self._pinch] = 0
     self._closed = closed
 
+  def pinched_vertex(self) -> int:
+    """The vertex the gripper holds now, or -1."""
+    active = np.flatnonzero(self.data.eq_active[self._pinch])
+    return int(active[0]) if active.size else -1
+
+  def nudge_vertices(self, offsets: np.ndarray) -> np.ndarray:
+    """Moves every vertex by offsets [64, 3] metres (velocities kept) and returns the new
+    observation: how sensitive the cloth is to a small error (experiments/cloth_sensitivity)."""
+    self.data.qpos[self._vert_qpos] += np.asarray(offsets).reshape(N_VERTS, 3)
+    mujoco.mj_forward(self.model, self.data)
+    return self._obs()
+
   def _sim_success(self) -> bool:
     """The simulator's own verdict, from MuJoCo's state (not from the observation)."""
     verts = self.data.flexvert_xpos

@@ -31,10 +31,46 @@ CAMERA = Camera(lookat=(0.0, 0.7, 0.1), distance=1.1, azimuth=140.0, elevation=-
 _SETTLE_STEPS = 40  # physics steps for the arm to follow the observed hand in render_obs
 _HAND_QUAT = np.array([1.0, 0.0, 1.0, 0.0]) / np.sqrt(2.0)  # Meta-World keeps the hand pointing down
 _MOCAP_TO_HAND_AT_REST = np.array([0.002, -0.002, 0.0045])  # mocap minus 'hand' body, at rest
+# The hand is welded to a mocap target that the actions move exactly: target += ACTION_SCALE *
+# clip(action[:3]), clipped to [MOCAP_LOW, MOCAP_HIGH] (Meta-World's own constants). The
+# observation shows the hand, which lags the target by 2-3 cm while it moves; the target
+# itself follows from the actions alone (`reset_mocap`, `next_mocap`).
+ACTION_SCALE = 0.01
+MOCAP_LOW = np.array([-0.5, 0.4, 0.05], np.float32)
+MOCAP_HIGH = np.array([0.5, 1.0, 0.5], np.float32)
+MOCAP_MINUS_HAND_AT_RESET = np.array([-0.004584, -0.001388, 0.004857], np.float32)  # measured
+REST_SPEED = 1e-4  # metres per step: an object slower than this is at rest.
+HAND_CLEARANCE = 0.10  # metres from the hand beyond which nothing touches a resting object.
 
 
 def object_goal_distance(obs):
   return jnp.linalg.norm(obs[..., 4:7] - obs[..., 36:39], axis=-1)
+
+
+def reset_mocap(obs):
+  """The mocap target [..., 3] at a reset observation (the hand has settled under it)."""
+  return obs[..., 0:3] + MOCAP_MINUS_HAND_AT_RESET
+
+
+def next_mocap(mocap, action):
+  """The mocap target [..., 3] after an action, exactly as Meta-World moves it."""
+  step = ACTION_SCALE * jnp.clip(action[..., :3], -1.0, 1.0)
+  return jnp.clip(mocap + step, MOCAP_LOW, MOCAP_HIGH)
+
+
+def object_stays_still(previous, obs, action):
+  """bool [...]: the object does not move over this step, by the simulator's physics.
+
+  Nothing but the arm moves the object, so an object at rest (moved less than REST_SPEED over
+  the last step) with the hand more than HAND_CLEARANCE away stays where it is. Measured on
+  push's recorded episodes: on such steps it moves at most 0.12 mm; freezing it there shifts
+  an episode's object by at most 1.1 mm. The margin matters: at 6 cm the hand reaches the
+  object within the step.
+  """
+  del action  # one step of the hand (about 1 cm) cannot cross the clearance
+  moved = jnp.linalg.norm(obs[..., 4:7] - previous[..., 4:7], axis=-1)
+  clear = jnp.linalg.norm(obs[..., 0:3] - obs[..., 4:7], axis=-1) > HAND_CLEARANCE
+  return (moved < REST_SPEED) & clear
 
 
 def staged_progress(obs, success_radius: float, scale: float = 0.3):
@@ -74,6 +110,11 @@ class MetaWorldEnv(TaskEnv):
   def _step(self, action: np.ndarray):
     obs, _, _, _, info = self._env.step(action.astype(np.float32))
     return obs, info["success"] > 0
+
+  @property
+  def mocap_pos(self) -> np.ndarray:
+    """The hand's mocap target [3] now (`next_mocap` predicts it from the actions)."""
+    return self._env.data.mocap_pos[0].copy()
 
   def render(self) -> np.ndarray:
     return self._get_renderer().render(self._env.data)

@@ -25,6 +25,7 @@ from hiwm_jax.world_model.model import Ensemble, broadcast_members
 from hiwm_jax.world_model.structure import ObsStructure, obs_structure
 
 Params = Any
+COMMAND_SCALE = 0.05  # metres: the command's pull on the hand, as the network sees it
 
 
 @flax.struct.dataclass
@@ -32,6 +33,8 @@ class WMState:
   obs_history: jax.Array  # [h, obs_dim] float32, normalized units; [-1] is the current obs
   risk: jax.Array  # [] float32, ensemble disagreement of the step that made obs_history[-1]
   step: jax.Array  # [] int32, control steps taken since init
+  command: jax.Array  # [C] float32, metres: the controller target the actions set (Meta-World's
+  #                     mocap, with world_model.command_latent); [0] where the model keeps none
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: hashable by identity, for jax.jit
@@ -45,6 +48,8 @@ class WorldModel:
     still_rule: keep what the simulator provably leaves still (structure.py). Off unless the
       config turns it on (experiments/configs/common.py does), so models trained before the
       rule load as they were trained.
+    command_latent: carry the controller target the actions set (structure.py), and show the
+      network its pull on the hand. Off unless the config turns it on, likewise.
   """
   task: TaskFns
   history: int
@@ -53,6 +58,7 @@ class WorldModel:
   delta_std: np.ndarray
   risk_scale: float = 1.0
   still_rule: bool = False
+  command_latent: bool = False
 
   @property
   def obs_dim(self) -> int:
@@ -68,30 +74,45 @@ class WorldModel:
 
   @functools.cached_property  # trace-time index arrays, built once
   def structure(self) -> ObsStructure:
-    return obs_structure(self.task, self.still_rule)
+    return obs_structure(self.task, self.still_rule, self.command_latent)
+
+  @property
+  def command_dim(self) -> int:
+    return 3 if self.structure.command_next is not None else 0
 
   # ------------------------------------------------------------------ the carry API
 
-  def init(self, params: Params, obs_history) -> WMState:
+  def init(self, params: Params, obs_history, command=None) -> WMState:
+    """The state at real observations; `command` [C] is the controller target there if the
+    robot knows it (default: the target a reset leaves, exact at an episode's start)."""
     del params  # the state is the observations; kept for the uniform signature
     obs_history = jnp.asarray(obs_history, jnp.float32)
     if obs_history.shape != (self.history, self.obs_dim):
       raise ValueError(f"obs_history has shape {tuple(obs_history.shape)}; expected "
                        f"({self.history}, {self.obs_dim}) = (history, obs_dim) for the "
                        f"{self.task.name} world model")
+    if command is None:
+      command = (self.structure.command_reset(obs_history[-1]) if self.command_dim else
+                 jnp.zeros((0,), jnp.float32))
+    command = jnp.asarray(command, jnp.float32)
+    if command.shape != (self.command_dim,):
+      raise ValueError(f"command has shape {tuple(command.shape)}; expected "
+                       f"({self.command_dim},) for this {self.task.name} world model")
     return WMState(obs_history=self.normalize(obs_history), risk=jnp.zeros((), jnp.float32),
-                   step=jnp.zeros((), jnp.int32))
+                   step=jnp.zeros((), jnp.int32), command=command)
 
   def step(self, params: Params, state: WMState, action) -> WMState:
     action = jnp.asarray(action, jnp.float32)
     if action.shape != (self.action_dim,):
       raise ValueError(f"action has shape {tuple(action.shape)}; expected ({self.action_dim},)")
-    out = self.apply_members(params, broadcast_members(state.obs_history, self.ensemble_size),
-                             broadcast_members(action, self.ensemble_size))  # [E, P]
+    command = self.next_command(state.command, action)
+    e = self.ensemble_size
+    out = self.apply_members(params, broadcast_members(state.obs_history, e),
+                             broadcast_members(action, e), broadcast_members(command, e))  # [E, P]
     history = jnp.concatenate([state.obs_history[1:], self.advance(state.obs_history,
                                                                    out.mean(0), action)[None]])
     return WMState(obs_history=history, risk=self.disagreement(out) / self.risk_scale,
-                   step=state.step + 1)
+                   step=state.step + 1, command=command)
 
   def observe(self, params: Params, state: WMState) -> jax.Array:
     del params
@@ -123,16 +144,37 @@ class WorldModel:
     """[h, obs_dim] from one observation [obs_dim]: the first observation repeated."""
     return np.repeat(np.asarray(obs, np.float32)[None], self.history, axis=0)
 
+  def next_command(self, command, action) -> jax.Array:
+    """The controller target [..., C] after an action (unchanged, [..., 0], if none)."""
+    if not self.command_dim:
+      return command
+    return self.structure.command_next(command, jnp.clip(action, -1.0, 1.0))
+
+  def episode_commands(self, observations, actions) -> np.ndarray:
+    """The controller target [T+1, C] at each observation of an episode that starts at a
+    reset, from its first observation [T+1, D] and its actions [T, A]: what training and
+    open-loop evaluation start each window from."""
+    if not self.command_dim:
+      return np.zeros((len(observations), 0), np.float32)
+    step = lambda c, a: (self.next_command(c, a),) * 2
+    first = self.structure.command_reset(jnp.asarray(observations[0], jnp.float32))
+    rest = jax.lax.scan(step, first, jnp.asarray(actions[:len(observations) - 1], jnp.float32))[1]
+    return np.concatenate([np.asarray(first)[None], np.asarray(rest)]).astype(np.float32)
+
   def normalize(self, obs):
     return (obs - self.obs_stats["mean"]) / self.obs_stats["std"]
 
   def unnormalize(self, obs):
     return obs * self.obs_stats["std"] + self.obs_stats["mean"]
 
-  def apply_members(self, params: Params, history, action) -> jax.Array:
-    """Members' outputs [E, ..., P] from histories [E, ..., h, obs_dim] and actions [E, ..., A]:
-    each member's predicted change, zero where the structure says the state stays still."""
+  def apply_members(self, params: Params, history, action, command=None) -> jax.Array:
+    """Members' outputs [E, ..., P] from histories [E, ..., h, obs_dim], actions [E, ..., A]
+    and, with a command latent, the target after the action [E, ..., C]: each member's
+    predicted change, zero in the dims the structure says stay still."""
     p, action = self.structure.predicted, jnp.clip(action, -1.0, 1.0)
+    if self.command_dim:  # the pull of the target on what it drives, in COMMAND_SCALE units
+      driven = self.unnormalize(history[..., -1, :])[..., self.structure.command_pulls]
+      action = jnp.concatenate([action, (command - driven) / COMMAND_SCALE], axis=-1)
     if isinstance(self.module, cloth_graph.GraphEnsemble):  # per vertex, in metres
       nodes, edges = cloth_graph.graph_inputs(self.unnormalize(history), action)
       delta = cloth_graph.vertex_delta_to_obs(self.module.apply(params, nodes, edges),
@@ -149,7 +191,8 @@ class WorldModel:
     if still is None or self.history < 2:  # one observation shows no motion: cannot tell rest
       return out
     raw = self.unnormalize(history[..., -2:, :])
-    return jnp.where(still(raw[..., 0, :], raw[..., 1, :], action)[..., None], 0.0, out)
+    stays = still(raw[..., 0, :], raw[..., 1, :], action)[..., None] & self.structure.still_mask
+    return jnp.where(stays, 0.0, out)
 
   def advance(self, history, out, action) -> jax.Array:
     """The next normalized observation [..., D] from history [..., h, D], the network's output
@@ -200,12 +243,13 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
                      "'mlp' (any task), 'cloth_graph' (cloth_fold)")
   return WorldModel(task=task, history=config.history, module=module, obs_stats=stats,
                     delta_std=delta_std, risk_scale=float(risk_scale),
-                    still_rule=bool(config.get("still_rule", WorldModel.still_rule)))
+                    still_rule=bool(config.get("still_rule", WorldModel.still_rule)),
+                    command_latent=bool(config.get("command_latent", WorldModel.command_latent)))
 
 
 def init_params(wm: WorldModel, rng: jax.Array) -> Params:
-  e, p = wm.ensemble_size, wm.structure.predicted.size
+  e, p, a = wm.ensemble_size, wm.structure.predicted.size, wm.action_dim + wm.command_dim
   if isinstance(wm.module, cloth_graph.GraphEnsemble):
     return wm.module.init(rng, *cloth_graph.graph_inputs(jnp.zeros((e, wm.history, wm.obs_dim)),
                                                          jnp.zeros((e, wm.action_dim))))
-  return wm.module.init(rng, jnp.zeros((e, wm.history, p)), jnp.zeros((e, wm.action_dim)))
+  return wm.module.init(rng, jnp.zeros((e, wm.history, p)), jnp.zeros((e, a)))

@@ -1,7 +1,8 @@
 """The world model's data: the configured datasets, split by episode, as unrolled windows.
 
 A window is an observation history ending at step t, the next `unroll` actions and the
-`unroll` observations they led to, with a mask where the episode ended first.
+`unroll` observations they led to, with a mask where the episode ended first (and, for a world
+model with a command latent, the controller target at step t).
 """
 from __future__ import annotations
 
@@ -70,11 +71,15 @@ def delta_std(episodes: Sequence[Mapping[str, Any]], obs_stats, predicted) -> np
 class UnrollSampler:
   """Windows (history h, then `unroll` actions and next observations) over episodes."""
 
-  def __init__(self, episodes: Sequence[Mapping[str, Any]], *, history: int, unroll: int):
+  def __init__(self, episodes: Sequence[Mapping[str, Any]], *, history: int, unroll: int,
+               commands: Sequence[np.ndarray] | None = None):
+    """commands: per episode, the controller target [T+1, C] at each observation."""
     steps = [ep["steps"] for ep in episodes]
     self.history, self.unroll = history, unroll
     self._obs = np.concatenate([s["observation"] for s in steps])  # [N, D]
     self._act = np.concatenate([s["action"] for s in steps])  # [N, A]
+    self._cmd = (np.concatenate(commands) if commands is not None else
+                 np.zeros((len(self._obs), 0), np.float32))  # [N, C]
     num_actions = np.array([len(s["observation"]) - 1 for s in steps])  # [E]
     first_step = np.cumsum(num_actions + 1) - num_actions - 1  # [E]
     episode = np.repeat(np.arange(len(steps)), num_actions)  # [W]
@@ -98,4 +103,5 @@ class UnrollSampler:
         "action": self._act[np.minimum(nxt - 1, last - 1)],  # [..., K, A]
         "next_obs": self._obs[np.minimum(nxt, last)],  # [..., K, D]
         "mask": nxt <= last,  # [..., K]
+        "command": self._cmd[t[..., 0]],  # [..., C]
     }

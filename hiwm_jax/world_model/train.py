@@ -40,15 +40,16 @@ def make_loss(wm: core.WorldModel, one_step_weight: float):
     mask = batch["mask"].astype(jnp.float32)  # [E, B, K]
     chex.assert_rank([hist, target, mask], [4, 4, 3])
 
-    def body(h, inputs):
-      action = inputs  # [E, B, A]
-      out = wm.apply_members(params, h, action)  # [E, B, P]
+    def body(carry, action):  # action [E, B, A]
+      h, command = carry
+      command = wm.next_command(command, action)  # [E, B, C]
+      out = wm.apply_members(params, h, action, command)  # [E, B, P]
       nxt = wm.advance(h, out, action)  # [E, B, D]
-      return jnp.concatenate([h[..., 1:, :], nxt[..., None, :]], axis=-2), (nxt, out)
+      return (jnp.concatenate([h[..., 1:, :], nxt[..., None, :]], axis=-2), command), (nxt, out)
 
     # Rematerialized: the backward pass recomputes each step rather than storing every
     # step's activations (the cloth graph's edge activations would not fit).
-    _, (preds, outs) = jax.lax.scan(jax.checkpoint(body), hist,
+    _, (preds, outs) = jax.lax.scan(jax.checkpoint(body), (hist, batch["command"]),
                                     jnp.moveaxis(batch["action"], 2, 0))
     preds = jnp.moveaxis(preds, 0, 2)  # [E, B, K, D]
     sq = jnp.mean((preds - target)[..., pred] ** 2, axis=-1)  # [E, B, K]
@@ -82,12 +83,13 @@ def calibrate_risk(wm: core.WorldModel, params, sampler: UnrollSampler, seed: in
   e = wm.ensemble_size
 
   @jax.jit
-  def disagreement(history, action):
+  def disagreement(history, action, command):
     out = wm.apply_members(params, core.broadcast_members(wm.normalize(history), e),
-                           core.broadcast_members(action, e))  # [E, B, P]
-    return wm.disagreement(out)
+                           core.broadcast_members(action, e),
+                           core.broadcast_members(wm.next_command(command, action), e))
+    return wm.disagreement(out)  # out [E, B, P]
 
-  values = np.asarray(disagreement(batch["history"], batch["action"][:, 0]))
+  values = np.asarray(disagreement(batch["history"], batch["action"][:, 0], batch["command"]))
   return float(max(np.percentile(values, RISK_PERCENTILE), 1e-6))
 
 
@@ -124,7 +126,10 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
     structure = core.obs_structure(task)
     wm = core.make(cfg, task, obs_stats, delta_std(episodes, obs_stats, structure.predicted))
     params = core.init_params(wm, jax.random.fold_in(rng, 0))
-  sampler = UnrollSampler(episodes, history=cfg.history, unroll=cfg.unroll)
+  sampler = UnrollSampler(episodes, history=cfg.history, unroll=cfg.unroll,
+                          commands=[wm.episode_commands(ep["steps"]["observation"],
+                                                        ep["steps"]["action"])
+                                    for ep in episodes])
   tx = training.make_optimizer(cfg.train, params)
   state = training.init_state(params, tx)
   checkpoint.save_config(workdir, config)

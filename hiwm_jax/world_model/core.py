@@ -156,10 +156,18 @@ class WorldModel:
     open-loop evaluation start each window from."""
     if not self.command_dim:
       return np.zeros((len(observations), 0), np.float32)
-    step = lambda c, a: (self.next_command(c, a),) * 2
+    steps = len(observations) - 1
+    padded = np.zeros((-(-max(steps, 1) // 256) * 256, self.action_dim), np.float32)
+    padded[:steps] = np.asarray(actions, np.float32)[:steps]  # one compile per 256 steps
     first = self.structure.command_reset(jnp.asarray(observations[0], jnp.float32))
-    rest = jax.lax.scan(step, first, jnp.asarray(actions[:len(observations) - 1], jnp.float32))[1]
-    return np.concatenate([np.asarray(first)[None], np.asarray(rest)]).astype(np.float32)
+    rest = np.asarray(self._integrate_commands(first, padded))[:steps]
+    return np.concatenate([np.asarray(first)[None], rest]).astype(np.float32)
+
+  @functools.cached_property
+  def _integrate_commands(self):
+    """jitted (target [C], actions [T, A]) -> the target after each action [T, C]."""
+    step = lambda c, a: (self.next_command(c, a),) * 2
+    return jax.jit(lambda first, actions: jax.lax.scan(step, first, actions)[1])
 
   def normalize(self, obs):
     return (obs - self.obs_stats["mean"]) / self.obs_stats["std"]

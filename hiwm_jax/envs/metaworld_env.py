@@ -63,8 +63,8 @@ def object_stays_still(previous, obs, action):
 
   Nothing but the arm moves the object, so an object at rest (moved less than REST_SPEED over
   the last step) with the hand more than HAND_CLEARANCE away stays where it is. Measured on
-  push's recorded episodes: on such steps it moves at most 0.12 mm; freezing it there shifts
-  an episode's object by at most 1.1 mm. The margin matters: at 6 cm the hand reaches the
+  push's 369 recorded episodes: on such steps it moves at most 0.27 mm (99.9% under 0.11 mm);
+  freezing it there shifts an episode's object by at most 1.1 mm. The margin matters: at 6 cm the hand reaches the
   object within the step.
   """
   del action  # one step of the hand (about 1 cm) cannot cross the clearance

@@ -48,6 +48,23 @@ def _config(data_dir, **train):
   return config
 
 
+def _unit_model(config, task):
+  """A world model of `config` with unit statistics: one built on no data."""
+  from hiwm_jax import world_model
+  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
+  predicted = world_model.core.obs_structure(task).predicted
+  return world_model.make(config, task, stats, np.full(predicted.shape, 0.01))
+
+
+def _moving_params(wm):
+  """Parameters of a network that predicts motion everywhere (init's output layer is zero)."""
+  from hiwm_jax import world_model
+  leaves, tree = jax.tree.flatten(world_model.init_params(wm, jax.random.PRNGKey(0)))
+  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+  return jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(k, x.shape)
+                                   for x, k in zip(leaves, keys)])
+
+
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("wm"))
@@ -189,10 +206,7 @@ def test_cloth_gripper_goes_exactly_where_it_is_commanded():
   task = envs.task_fns("cloth_fold")
   env = envs.make("cloth_fold")
   obs, _ = env.reset(seed=0)
-  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
-  predicted = world_model.core.obs_structure(task).predicted
-  wm = world_model.make(cloth_config.get_config("smoke").world_model, task, stats,
-                        np.full(predicted.shape, 0.01))
+  wm = _unit_model(cloth_config.get_config("smoke").world_model, task)
   params = world_model.init_params(wm, jax.random.PRNGKey(0))
   state = wm.init(params, wm.initial_history(obs))
   for action in ([1.0, -0.5, 0.2, 1.0], [0.3, 0.3, -1.0, -1.0]):
@@ -205,21 +219,15 @@ def test_cloth_gripper_goes_exactly_where_it_is_commanded():
 def test_a_resting_cloth_stays_exactly_still_in_the_world_model():
   """The still rule (structure.py): whatever the network says, a cloth at rest that nothing
   holds keeps every vertex; without the rule, the same network moves it; a pinch moves it."""
-  from hiwm_jax import envs, world_model
+  from hiwm_jax import envs
   from hiwm_jax.envs import cloth_fold
   from experiments.configs import cloth_fold as cloth_config
   task = envs.task_fns("cloth_fold")
   obs, _ = envs.make("cloth_fold").reset(seed=0)
-  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
-  predicted = world_model.core.obs_structure(task).predicted
   config = cloth_config.get_config("smoke").world_model
   assert config.still_rule
-  wm = world_model.make(config, task, stats, np.full(predicted.shape, 0.01))
-  params = world_model.init_params(wm, jax.random.PRNGKey(0))
-  leaves, tree = jax.tree.flatten(params)  # a network that predicts motion everywhere
-  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
-  params = jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(k, x.shape)
-                                     for x, k in zip(leaves, keys)])
+  wm = _unit_model(config, task)
+  params = _moving_params(wm)
   verts = lambda s: np.asarray(cloth_fold.vertices(wm.observe(params, s)))
   state = wm.init(params, wm.initial_history(obs))  # a repeated observation: at rest
   away = jnp.array([0.0, 0.0, 1.0, -1.0])
@@ -227,7 +235,7 @@ def test_a_resting_cloth_stays_exactly_still_in_the_world_model():
   np.testing.assert_array_equal(verts(still), verts(state))
   assert float(still.risk) == 0.0  # no member predicts motion there
   config.still_rule = False
-  free = world_model.make(config, task, stats, np.full(predicted.shape, 0.01))
+  free = _unit_model(config, task)
   assert np.abs(verts(free.step(params, state, away)) - verts(state)).max() > 1e-3
   corner = np.asarray(cloth_fold.vertices(jnp.asarray(obs)))[cloth_fold.CORNER_A]
   over = obs.copy()
@@ -240,20 +248,13 @@ def test_a_resting_cloth_stays_exactly_still_in_the_world_model():
 def test_a_resting_puck_clear_of_the_hand_stays_exactly_still_in_the_world_model():
   """Push's still rule freezes the puck (position and orientation), not the hand; near the
   hand, or without the rule, the same network moves the puck."""
-  from hiwm_jax import envs, world_model
-  from experiments.configs import push as push_config
+  from hiwm_jax import envs
   task = envs.task_fns("push")
   obs, _ = envs.make("push").reset(seed=0)
-  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
-  predicted = world_model.core.obs_structure(task).predicted
   config = push_config.get_config("smoke").world_model
   assert config.still_rule
-  wm = world_model.make(config, task, stats, np.full(predicted.shape, 0.01))
-  params = world_model.init_params(wm, jax.random.PRNGKey(0))
-  leaves, tree = jax.tree.flatten(params)  # a network that predicts motion everywhere
-  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
-  params = jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(k, x.shape)
-                                     for x, k in zip(leaves, keys)])
+  wm = _unit_model(config, task)
+  params = _moving_params(wm)
   puck = lambda s: np.asarray(wm.observe(params, s))[4:11]
   hand = lambda s: np.asarray(wm.observe(params, s))[0:3]
   action = jnp.array([0.5, 0.0, 0.0, -1.0])
@@ -268,23 +269,21 @@ def test_a_resting_puck_clear_of_the_hand_stays_exactly_still_in_the_world_model
   close = wm.init(params, wm.initial_history(near))
   assert np.abs(puck(wm.step(params, close, action)) - puck(close)).max() > 1e-3
   config.still_rule = False
-  free = world_model.make(config, task, stats, np.full(predicted.shape, 0.01))
+  free = _unit_model(config, task)
   assert np.abs(puck(free.step(params, state, action)) - puck(state)).max() > 1e-3
 
 
 def test_a_command_latent_carries_the_mocap_target_the_actions_set():
   """world_model.command_latent: the state carries Meta-World's mocap target exactly as the
   simulator moves it, training windows start from it, and the network sees its pull."""
-  from hiwm_jax import envs, world_model
+  from hiwm_jax import envs
   task = envs.task_fns("push")
   env = envs.make("push")
   obs, _ = env.reset(seed=2)
-  stats = {"mean": np.zeros(task.obs_dim, np.float32), "std": np.ones(task.obs_dim, np.float32)}
-  predicted = world_model.core.obs_structure(task).predicted
   config = push_config.get_config("smoke").world_model
   config.command_latent = True
-  wm = world_model.make(config, task, stats, np.full(predicted.shape, 0.01))
-  params = world_model.init_params(wm, jax.random.PRNGKey(0))
+  wm = _unit_model(config, task)
+  params = _moving_params(wm)  # a network whose output is not zero
   state = wm.init(params, wm.initial_history(obs))
   np.testing.assert_allclose(state.command, env.mocap_pos, atol=1e-5)
   observations, actions = [obs], np.random.default_rng(0).uniform(-1, 1, (12, 4))
@@ -300,15 +299,11 @@ def test_a_command_latent_carries_the_mocap_target_the_actions_set():
                               seed=2, source="demo", success=False, terminated=False)
   sampler = UnrollSampler([episode], history=2, unroll=4, commands=[commands])
   np.testing.assert_array_equal(sampler.batch(np.array([0, 5]))["command"], commands[[0, 5]])
-  leaves, tree = jax.tree.flatten(params)  # a network whose output is not zero
-  noisy = jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(jax.random.PRNGKey(i), x.shape)
-                                    for i, x in enumerate(leaves)])
-  start = wm.init(noisy, wm.initial_history(obs))
-  pulled = wm.init(noisy, wm.initial_history(obs), start.command + 0.05)
-  hand = lambda s: np.asarray(wm.observe(noisy, wm.step(noisy, s, jnp.zeros(4))))[0:3]
+  start = wm.init(params, wm.initial_history(obs))
+  pulled = wm.init(params, wm.initial_history(obs), start.command + 0.05)
+  hand = lambda s: np.asarray(wm.observe(params, step(s, jnp.zeros(4))))[0:3]
   assert np.abs(hand(pulled) - hand(start)).max() > 1e-4  # the pull reaches the network
   with pytest.raises(ValueError, match=r"command has shape \(2,\); expected \(3,\)"):
     wm.init(params, wm.initial_history(obs), np.zeros(2))
   config.command_latent = False
-  assert world_model.make(config, task, stats, np.full(predicted.shape, 0.01)).init(
-      params, wm.initial_history(obs)).command.shape == (0,)
+  assert _unit_model(config, task).init(params, wm.initial_history(obs)).command.shape == (0,)

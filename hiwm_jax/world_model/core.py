@@ -78,7 +78,9 @@ class WorldModel:
 
   @property
   def command_dim(self) -> int:
-    return 3 if self.structure.command_next is not None else 0
+    """C: the command has the shape of the field it pulls (0 without a command latent)."""
+    pulls = self.structure.command_pulls
+    return 0 if pulls is None else pulls.stop - pulls.start
 
   # ------------------------------------------------------------------ the carry API
 

@@ -30,10 +30,8 @@ def _rollouts(wm: WorldModel, params, histories, actions, commands=None) -> np.n
     states = wm.rollout(params, wm.init(params, history, command), acts)
     return jax.vmap(lambda s: wm.observe(params, s))(states), jax.vmap(
         lambda s: wm.judge(params, s)["success"])(states)
-  if commands is None:
-    commands = jax.vmap(lambda h: wm.init(params, h).command)(jnp.asarray(histories))
-  return jax.jit(jax.vmap(one))(jnp.asarray(histories), jnp.asarray(actions),
-                                jnp.asarray(commands))
+  commands = None if commands is None else jnp.asarray(commands)  # None: init's default
+  return jax.jit(jax.vmap(one))(jnp.asarray(histories), jnp.asarray(actions), commands)
 
 
 def position_error_cm(wm: WorldModel, pred, true) -> dict[str, np.ndarray]:

@@ -5,6 +5,11 @@ Prints open-loop position error (cm) at the configured horizons beside copy-the-
 and WM-vs-simulator success agreement on the held-out split and on --fresh_episodes new
 full-horizon simulator episodes (collected episodes stop at the first successful step, so their
 final state sits on the success boundary); writes <workdir>/eval_wm.json.
+
+  python -m experiments.eval_wm --workdir=/tmp/hiwm/wmx/push_cmd --datasets=push_flow_hgdagger
+judges it instead, the same way, on every episode of datasets it was not trained on (here real
+HG-DAgger sessions, from states its own data rarely shows), each written to
+<workdir>/eval_wm_<dataset>.json; eval_wm.json is left as it was.
 """
 import json
 import os
@@ -12,30 +17,42 @@ import os
 from absl import app, flags
 
 from hiwm_jax.world_model import evaluate, load_world_model
-from hiwm_jax.world_model.data import load_split
+from hiwm_jax.world_model.data import load_episodes, load_split
 from hiwm_jax.world_model.real_episodes import full_horizon_episodes
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A world-model work directory.")
 _FRESH = flags.DEFINE_integer("fresh_episodes", 40, "Also judge success on this many new "
                               "full-horizon simulator episodes (0: none).")
+_DATASETS = flags.DEFINE_list("datasets", [], "Judge every episode of these datasets instead "
+                              "(names under the config's data_dir/task), each on its own.")
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
   del argv
   wm, params, config = load_world_model(_WORKDIR.value)
-  _, held_out, used = load_split(config)
+  try:
+    extra = {name: load_episodes(config, name) for name in _DATASETS.value}
+  except FileNotFoundError as e:
+    raise app.UsageError(f"--datasets: {e}") from None
   cfg = config.world_model.eval
+  for name, episodes in extra.items():
+    print(f"\n{name}: all {len(episodes)} episodes (not in the held-out split)")
+    result = {"task": config.task, "dataset": name, "episodes": len(episodes),
+              "open_loop": evaluate.open_loop_errors(wm, params, episodes, cfg.horizons,
+                                                     cfg.start_stride),
+              "success_agreement": evaluate.success_agreement(wm, params, episodes)}
+    _print_errors(result["open_loop"])
+    _print_agreement(name, result["success_agreement"])
+    with open(os.path.join(_WORKDIR.value, f"eval_wm_{name}.json"), "w") as f:
+      json.dump(result, f, indent=2)
+  if extra:
+    return
+  _, held_out, used = load_split(config)
   errors = evaluate.open_loop_errors(wm, params, held_out, cfg.horizons, cfg.start_stride)
   agreement = evaluate.success_agreement(wm, params, held_out)
   print(f"{config.task}: {len(held_out)} held-out episodes from {used}")
-  print("| horizon | starts | field | WM (cm) | copy last (cm) | copy / WM |\n"
-        "|---|---|---|---|---|---|")
-  for h, row in errors.items():
-    for field, e in row.items():
-      if field != "starts":
-        print(f"| {h} | {row['starts']} | {field} | {e['wm']:.3f} | {e['copy_last']:.3f} | "
-              f"{e['copy_last'] / max(e['wm'], 1e-9):.1f}x |")
+  _print_errors(errors)
   _print_agreement("held-out split (episodes end at first success)", agreement)
   result = {"task": config.task, "datasets": used, "open_loop": errors,
             "success_agreement": agreement}
@@ -45,6 +62,16 @@ def main(argv):
     _print_agreement("new full-horizon episodes", result["success_agreement_full_horizon"])
   with open(os.path.join(_WORKDIR.value, "eval_wm.json"), "w") as f:
     json.dump(result, f, indent=2)
+
+
+def _print_errors(errors: dict) -> None:
+  print("| horizon | starts | field | WM (cm) | copy last (cm) | copy / WM |\n"
+        "|---|---|---|---|---|---|")
+  for h, row in errors.items():
+    for field, e in row.items():
+      if field != "starts":
+        print(f"| {h} | {row['starts']} | {field} | {e['wm']:.3f} | {e['copy_last']:.3f} | "
+              f"{e['copy_last'] / max(e['wm'], 1e-9):.1f}x |")
 
 
 def _print_agreement(what: str, a: dict) -> None:

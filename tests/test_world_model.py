@@ -11,7 +11,7 @@ import pytest
 from experiments.configs import push as push_config
 from hiwm_jax import data
 from hiwm_jax.world_model import evaluate, load_world_model, train_world_model
-from hiwm_jax.world_model.data import UnrollSampler, load_split
+from hiwm_jax.world_model.data import UnrollSampler, load_episodes, load_split
 
 
 def _episode(rng, seed, steps=30):
@@ -177,6 +177,9 @@ def test_missing_dataset_error_names_path_and_command(data_dir):
     load_split(config)
   train, held_out, used = load_split(_config(data_dir))  # smoke: policy is optional
   assert used == {"demos": 4, "play": 4} and len(train) == 6 and len(held_out) == 2
+  assert len(load_episodes(config, "play")) == 5 and len(load_episodes(config, "play", 2)) == 2
+  with pytest.raises(FileNotFoundError, match=r"push/push_flow_hgdagger"):
+    load_episodes(config, "push_flow_hgdagger")  # e.g. eval_wm --datasets, a typo
 
 
 def test_unroll_windows_mask_the_episode_end(data_dir):

@@ -29,6 +29,18 @@ def missing_dataset_message(config: ml_collections.ConfigDict, name: str) -> str
           "--config.wm_data.optional to train without it")
 
 
+def load_episodes(config: ml_collections.ConfigDict, name: str,
+                  max_episodes: int | None = None) -> list[dict]:
+  """The first `max_episodes` (all if None) episodes of dataset `name` under config.data_dir;
+  a missing dataset fails with the command that creates it."""
+  path = dataset_path(config, name)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(missing_dataset_message(config, name))
+  dataset = data.open_dataset(path)
+  count = len(dataset) if max_episodes is None else min(max_episodes, len(dataset))
+  return [dataset[i] for i in range(count)]
+
+
 def load_split(config: ml_collections.ConfigDict) -> tuple[list[dict], list[dict], dict]:
   """(train episodes, held-out episodes, {dataset: count used}) from config.wm_data.
 
@@ -42,15 +54,12 @@ def load_split(config: ml_collections.ConfigDict) -> tuple[list[dict], list[dict
                      f"{list(cfg.datasets)} does not list")
   train, held_out, used = [], [], {}
   for name in cfg.datasets:
-    path = dataset_path(config, name)
-    if not os.path.isdir(path):
-      if name in cfg.optional:
-        print(f"note: optional world-model dataset {name!r} not found at {path}; skipped")
-        continue
-      raise FileNotFoundError(missing_dataset_message(config, name))
-    dataset = data.open_dataset(path)
-    count = len(dataset) if cfg.max_episodes is None else min(cfg.max_episodes, len(dataset))
-    episodes = [dataset[i] for i in range(count)]
+    if name in cfg.optional and not os.path.isdir(dataset_path(config, name)):
+      print(f"note: optional world-model dataset {name!r} not found at "
+            f"{dataset_path(config, name)}; skipped")
+      continue
+    episodes = load_episodes(config, name, cfg.max_episodes)
+    count = len(episodes)
     n_out = int(np.ceil(cfg.holdout_fraction * count)) if count > 1 else 0
     train += episodes[:count - n_out]
     held_out += episodes[count - n_out:]

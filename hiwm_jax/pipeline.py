@@ -225,7 +225,13 @@ def evaluate_policy(config, policy_dir: str, wm_dir: str, variant: str, cost,
   cached in <policy_dir>/<file>."""
   out_file = os.path.join(policy_dir, file)
   if os.path.exists(out_file):
-    return _json(out_file)
+    cached = _json(out_file)
+    if cached["real"]["episodes"] != config.eval.num_episodes:
+      raise ValueError(
+          f"{out_file} holds an evaluation at {cached['real']['episodes']} episodes, but "
+          f"config.eval.num_episodes is {config.eval.num_episodes}: set it to "
+          f"{cached['real']['episodes']}, or move the file aside to evaluate again")
+    return cached
   policy, params, _ = load_policy(policy_dir)
   env = envs.make(config.task, max_steps=config.max_steps)
   try:

@@ -58,6 +58,9 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   # ... and so does one whose HG-DAgger policy was fine-tuned for another number of steps.
   refused = _chain(tmp_path, "--config.posttrain.hgdagger_steps=7")
   assert refused.returncode != 0 and "was fine-tuned for" in refused.stderr
+  # ... and an evaluation cached at another number of episodes is refused, not passed off.
+  refused = _chain(tmp_path, "--config.eval.num_episodes=3")
+  assert refused.returncode != 0 and "holds an evaluation at 2 episodes" in refused.stderr
 
   # Per start state, real vs WM; an eval.json from before per-episode outcomes is re-evaluated
   # (same seeds and weights: the stored count comes back) and completed, nothing else changed.
@@ -165,13 +168,18 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   np.testing.assert_array_equal(tuned_wm.obs_stats["std"], chain_wm.obs_stats["std"])
   assert "run_refresh_hiwm_real_r1" in tuned_config.wm_data.datasets
 
-  # The branches-per-failure ablation from the finished chain: every K corrects the same failure
-  # states with K branches each; the chain's own K reuses its first Hi-WM round.
-  from experiments.configs import push
-  config = push.get_config("smoke")
-  config.data_dir = str(tmp_path / "data")
-  rows = pipeline.ablate_branches(config, str(tmp_path / "run"), [1, 2])
-  assert config.corrector.num_branches == 2
+  # The branches-per-failure ablation from the finished chain, through its entry point: every K
+  # corrects the same failure states with K branches each; the chain's own K reuses its first
+  # Hi-WM round.
+  ablation = subprocess.run(
+      [sys.executable, "-m", "experiments.ablate_branches",
+       "--config=experiments/configs/push.py:smoke", f"--config.data_dir={tmp_path / 'data'}",
+       f"--work_dir={tmp_path / 'run'}", "--ks=1,2", f"--out={tmp_path / 'ablation'}"],
+      cwd=REPO, capture_output=True, text=True, timeout=900,
+      env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+  assert ablation.returncode == 0, ablation.stderr[-3000:]
+  rows = json.loads((tmp_path / "ablation" / "ablation.json").read_text())["rows"]
+  assert (tmp_path / "ablation" / "config.json").exists()
   states = {r["corrected_states"] for r in rows}
   assert len(states) == 1 and states.pop() == results["hiwm_rounds"][0]["corrected_states"] > 0
   for r in rows:

@@ -17,6 +17,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 import tensorboardX
 import tqdm
@@ -110,25 +111,32 @@ def fit(state: TrainState, train_step, sample_batch: Callable[[int], Any], *, st
         metadata: dict | None = None, desc: str = "train") -> TrainState:
   """Runs `train_step` until `state.step == steps`, resuming from the latest checkpoint.
 
-  Fails fast on a non-finite loss, naming the step. Checkpoints carry `metadata` (e.g.
-  normalization stats) and the latest metrics.
+  Logs each metric's mean over the steps since the last log, not one batch's value: the
+  multi-step losses are heavy-tailed, and single batches spike tenfold. Fails fast on a
+  non-finite loss, naming the step. Checkpoints carry `metadata` (e.g. normalization stats)
+  and the latest logged metrics.
   """
   ckpt = checkpoint.Checkpointer(workdir)
   if ckpt.latest_step() is not None:
     state, _ = ckpt.restore(state)
   logger = MetricLogger(workdir)
   start, last = int(state.step), {}
+  window, window_steps = None, 0  # metrics summed on device since the last log
   tic = time.perf_counter()
   with tqdm.tqdm(total=steps, initial=start, desc=desc, unit="step", leave=False) as bar:
     for step in range(start, steps):
       state, metrics = train_step(state, sample_batch(step), rng)
+      window = metrics if window is None else jax.tree.map(jnp.add, window, metrics)
+      window_steps += 1
       log = (step + 1) % log_every == 0 or step + 1 == steps
       save = (step + 1) % checkpoint_every == 0 or step + 1 == steps
       if log or save:  # never checkpoint a state whose loss went non-finite
-        last = jax.device_get(metrics)
-        if not jnp.isfinite(last["loss"]):
-          raise FloatingPointError(f"non-finite loss {last['loss']} at step {step + 1} in "
-                                   f"{workdir}; lower the learning rate or check the data")
+        last = {k: v / window_steps for k, v in jax.device_get(window).items()}
+        window, window_steps = None, 0
+        if not np.isfinite(last["loss"]):
+          raise FloatingPointError(f"non-finite loss {last['loss']} at step {step + 1} (its "
+                                   f"mean since the last log) in {workdir}; lower the "
+                                   "learning rate or check the data")
         last["steps_per_second"] = (step + 1 - start) / (time.perf_counter() - tic)
         logger.write(step + 1, last)
         bar.set_postfix(loss=f"{last['loss']:.4f}")

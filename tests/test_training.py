@@ -73,6 +73,21 @@ def test_fit_resumes_from_latest_checkpoint(tmp_path):
   chex.assert_trees_all_close(resumed.params, straight.params, rtol=1e-6)
 
 
+def test_logged_metrics_are_means_over_the_log_window(tmp_path):
+  params, loss, batch = _regression()
+  tx = training.make_optimizer(_optim_config(lr=0.0), params)  # params stay put
+  scales = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # batch i's targets scaled: a known loss per step
+  batches = [dict(batch, y=batch["y"] * s) for s in scales]
+  training.fit(training.init_state(params, tx), training.make_train_step(loss, tx, 0.9),
+               lambda i: batches[i], steps=6, rng=jax.random.PRNGKey(0), workdir=str(tmp_path),
+               log_every=4)
+  per_step = [float(loss(params, b, None)[0]) for b in batches]
+  lines = [json.loads(l) for l in open(tmp_path / training.METRICS_FILE)]
+  assert [l["step"] for l in lines] == [4, 6]
+  np.testing.assert_allclose([l["loss"] for l in lines],
+                             [np.mean(per_step[:4]), np.mean(per_step[4:])], rtol=1e-5)
+
+
 def test_non_finite_loss_fails_fast_naming_the_step(tmp_path):
   params, loss, batch = _regression()
   batch = dict(batch, x=np.full_like(batch["x"], np.nan))

@@ -35,33 +35,35 @@ def main(argv):
     extra = {name: load_episodes(config, name) for name in _DATASETS.value}
   except FileNotFoundError as e:
     raise app.UsageError(f"--datasets: {e}") from None
-  cfg = config.world_model.eval
   for name, episodes in extra.items():
     print(f"\n{name}: all {len(episodes)} episodes (not in the held-out split)")
     result = {"task": config.task, "dataset": name, "episodes": len(episodes),
-              "open_loop": evaluate.open_loop_errors(wm, params, episodes, cfg.horizons,
-                                                     cfg.start_stride),
-              "success_agreement": evaluate.success_agreement(wm, params, episodes)}
-    _print_errors(result["open_loop"])
-    _print_agreement(name, result["success_agreement"])
+              **_judge(wm, params, config, episodes, name)}
     with open(os.path.join(_WORKDIR.value, f"eval_wm_{name}.json"), "w") as f:
       json.dump(result, f, indent=2)
   if extra:
     return
   _, held_out, used = load_split(config)
-  errors = evaluate.open_loop_errors(wm, params, held_out, cfg.horizons, cfg.start_stride)
-  agreement = evaluate.success_agreement(wm, params, held_out)
   print(f"{config.task}: {len(held_out)} held-out episodes from {used}")
-  _print_errors(errors)
-  _print_agreement("held-out split (episodes end at first success)", agreement)
-  result = {"task": config.task, "datasets": used, "open_loop": errors,
-            "success_agreement": agreement}
+  result = {"task": config.task, "datasets": used, **_judge(
+      wm, params, config, held_out, "held-out split (episodes end at first success)")}
   if _FRESH.value:
     fresh = full_horizon_episodes(config, _FRESH.value, config.eval.seed_offset + 500_000)
     result["success_agreement_full_horizon"] = evaluate.success_agreement(wm, params, fresh)
     _print_agreement("new full-horizon episodes", result["success_agreement_full_horizon"])
   with open(os.path.join(_WORKDIR.value, "eval_wm.json"), "w") as f:
     json.dump(result, f, indent=2)
+
+
+def _judge(wm, params, config, episodes, what: str) -> dict:
+  """Open-loop errors and success agreement on `episodes`, printed as tables."""
+  cfg = config.world_model.eval
+  result = {"open_loop": evaluate.open_loop_errors(wm, params, episodes, cfg.horizons,
+                                                   cfg.start_stride),
+            "success_agreement": evaluate.success_agreement(wm, params, episodes)}
+  _print_errors(result["open_loop"])
+  _print_agreement(what, result["success_agreement"])
+  return result
 
 
 def _print_errors(errors: dict) -> None:

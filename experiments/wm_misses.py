@@ -15,7 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from hiwm_jax import envs, hiwm_round, rollout, world_model
+from hiwm_jax import envs, rollout, world_model
 from hiwm_jax.envs.episode import run_episode
 from hiwm_jax.evaluate import PolicyController
 from hiwm_jax.policies.train import load_policy
@@ -54,8 +54,7 @@ def main(argv):
     for i in missed[:_EPISODES.value]:
       seed = offset + int(i)
       real = run_episode(env, PolicyController(policy, params), seed).observations
-      imagined = np.asarray(run(hiwm_round.start_observations(results["task"], [seed])[0],
-                                keys[i]))
+      imagined = np.asarray(run(real[0], keys[i]))  # from the same real first observation
       t = len(real) - 1
       gap = lambda part, s: 100 * np.linalg.norm(imagined[min(s, t), part] - real[min(s, t), part])
       moved = lambda obs: 100 * np.linalg.norm(obs[t, OBJECT] - obs[0, OBJECT])

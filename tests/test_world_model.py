@@ -288,25 +288,69 @@ def test_a_command_latent_carries_the_mocap_target_the_actions_set():
   wm = _unit_model(config, task)
   params = _moving_params(wm)  # a network whose output is not zero
   state = wm.init(params, wm.initial_history(obs))
-  np.testing.assert_allclose(state.command, env.mocap_pos, atol=1e-5)
+  np.testing.assert_allclose(state.latent, env.mocap_pos, atol=1e-5)
   observations, actions = [obs], np.random.default_rng(0).uniform(-1, 1, (12, 4))
   step = jax.jit(lambda s, a: wm.step(params, s, a))
   for action in actions.astype(np.float32):
     observations.append(env.step(action)[0])
     state = step(state, jnp.asarray(action))
-    np.testing.assert_allclose(state.command, env.mocap_pos, atol=1e-5)
+    np.testing.assert_allclose(state.latent, env.mocap_pos, atol=1e-5)
   env.close()
-  commands = wm.episode_commands(np.stack(observations), actions)
-  np.testing.assert_allclose(commands[-1], state.command, atol=1e-6)
+  latents = wm.episode_latents(np.stack(observations), actions)
+  np.testing.assert_allclose(latents[-1], state.latent, atol=1e-6)
   episode = data.make_episode(np.stack(observations), actions.astype(np.float32), task="push",
                               seed=2, source="demo", success=False, terminated=False)
-  sampler = UnrollSampler([episode], history=2, unroll=4, commands=[commands])
-  np.testing.assert_array_equal(sampler.batch(np.array([0, 5]))["command"], commands[[0, 5]])
+  sampler = UnrollSampler([episode], history=2, unroll=4, latents=[latents])
+  np.testing.assert_array_equal(sampler.batch(np.array([0, 5]))["latent"], latents[[0, 5]])
   start = wm.init(params, wm.initial_history(obs))
-  pulled = wm.init(params, wm.initial_history(obs), start.command + 0.05)
+  pulled = wm.init(params, wm.initial_history(obs), start.latent + 0.05)
   hand = lambda s: np.asarray(wm.observe(params, step(s, jnp.zeros(4))))[0:3]
   assert np.abs(hand(pulled) - hand(start)).max() > 1e-4  # the pull reaches the network
-  with pytest.raises(ValueError, match=r"command has shape \(2,\); expected \(3,\)"):
+  with pytest.raises(ValueError, match=r"latent has shape \(2,\); expected \(3,\)"):
     wm.init(params, wm.initial_history(obs), np.zeros(2))
   config.command_latent = False
-  assert _unit_model(config, task).init(params, wm.initial_history(obs)).command.shape == (0,)
+  assert _unit_model(config, task).init(params, wm.initial_history(obs)).latent.shape == (0,)
+
+
+
+def test_a_pinch_latent_carries_the_vertex_the_cloth_simulator_pinches():
+  """world_model.pinch_latent: the cloth's hidden grip, integrated from the actions, is the
+  simulator's own pinch at every step (a grasp, a carry, a release, a missed grasp); the
+  network sees it; without the flag no latent is kept."""
+  from hiwm_jax import envs
+  from hiwm_jax.envs import cloth_fold
+  from hiwm_jax.envs.episode import expert_controller
+  from experiments.configs import cloth_fold as cloth_config
+  task = envs.task_fns("cloth_fold")
+  env = envs.make("cloth_fold")
+  obs, _ = env.reset(seed=1)
+  expert = expert_controller(task)
+  observations, actions, pinched = [obs], [], []
+  rng = np.random.default_rng(0)
+  for t in range(60):  # the expert grasps corner A and carries it; then random grips
+    action = (expert(obs, t, jax.random.PRNGKey(t)) if t < 40 else
+              np.append(rng.uniform(-1, 1, 3), rng.choice([-1.0, 1.0])))
+    obs = env.step(np.asarray(action, np.float32))[0]
+    observations.append(obs), actions.append(action), pinched.append(env.pinched_vertex())
+  env.close()
+  pinched = np.array(pinched)
+  assert (pinched == cloth_fold.CORNER_A).any() and (pinched == -1).any()
+  config = cloth_config.get_config("smoke").world_model
+  assert config.pinch_latent
+  wm = _unit_model(config, task)
+  latents = wm.episode_latents(np.stack(observations), np.stack(actions).astype(np.float32))
+  chex.assert_shape(latents, (61, cloth_fold.N_VERTS))
+  expected = np.zeros((60, cloth_fold.N_VERTS), np.float32)
+  expected[pinched >= 0, pinched[pinched >= 0]] = 1.0
+  np.testing.assert_array_equal(latents[1:], expected)
+  np.testing.assert_array_equal(latents[0], 0.0)  # a reset holds nothing
+  params = _moving_params(wm)
+  held = observations[20]  # mid-carry: pinch_at reads the hold off a closed gripper
+  assert expected[19, cloth_fold.CORNER_A] == 1.0
+  np.testing.assert_array_equal(wm.init(params, wm.initial_history(held)).latent,
+                                expected[19])
+  step = lambda latent: np.asarray(wm.observe(params, wm.step(
+      params, wm.init(params, wm.initial_history(held), latent), jnp.array([0.0, 0, 0, 1]))))
+  assert np.abs(step(expected[19]) - step(np.zeros(cloth_fold.N_VERTS))).max() > 1e-4
+  config.pinch_latent = False
+  assert _unit_model(config, task).init(params, wm.initial_history(held)).latent.shape == (0,)

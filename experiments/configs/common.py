@@ -98,6 +98,9 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # by 2-3 cm) and show the network its pull on the hand, so the hand cannot drift: the
       # 50-step error halved on push and pick_place (results/world_model)
       command_latent=True,
+      # carry which cloth vertex the gripper has pinched (the simulator's hidden grip, set
+      # exactly by the actions) and show the network the held vertex and the pull on it
+      pinch_latent=True,
       # 12000 steps: about 12 min on 2 CPU cores for push or pick_place, 25 for the cloth
       train=dict(steps=12000, batch_size=64,  # batch_size windows per ensemble member
                  lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip_norm=1.0, ema_decay=0.995,

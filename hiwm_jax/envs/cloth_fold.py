@@ -129,6 +129,38 @@ def held_vertex(obs, action):
   return nearest * holds[..., None]
 
 
+def pinch_at(obs):
+  """One-hot [..., V] of the vertex a closed gripper holds at an observation (zeros if open or
+  holding nothing): the best guess of the simulator's pinch where its history is unknown (the
+  nearest vertex within HOLD_RADIUS); exact at a reset, where the gripper is open."""
+  gripper = obs[..., OBS_LAYOUT["gripper_pos"]]
+  closed = obs[..., OBS_LAYOUT["gripper_closed"]][..., 0] > 0.5
+  dist = jnp.linalg.norm(vertices(obs) - gripper[..., None, :], axis=-1)  # [..., V]
+  nearest = jax.nn.one_hot(jnp.argmin(dist, axis=-1), N_VERTS, dtype=obs.dtype)
+  return nearest * (closed & (jnp.min(dist, axis=-1) < HOLD_RADIUS))[..., None]
+
+
+def next_pinch(pinch, obs, action):
+  """One-hot [..., V] of the vertex pinched after `action` from `obs`, as the simulator does it
+  (`ClothFoldEnv._set_grip`): closing an open gripper pinches the vertex nearest its target if
+  within PINCH_RADIUS; a gripper that stays closed keeps its pinch; opening lets go."""
+  closing = (action[..., 3] > 0.0) & (obs[..., OBS_LAYOUT["gripper_closed"]][..., 0] < 0.5)
+  target = commanded(obs, action)[..., :3]
+  dist = jnp.linalg.norm(vertices(obs) - target[..., None, :], axis=-1)  # [..., V]
+  nearest = jax.nn.one_hot(jnp.argmin(dist, axis=-1), N_VERTS, dtype=obs.dtype)
+  new = nearest * (jnp.min(dist, axis=-1) < PINCH_RADIUS)[..., None]
+  kept = jnp.where(closing[..., None], new, pinch)
+  return kept * (action[..., 3] > 0.0)[..., None]
+
+
+def pinch_features(pinch, obs):
+  """What a world model's network sees of the pinch [..., V + 3]: which vertex is held, and
+  the gripper's pull on it (gripper minus held vertex, in HOLD_RADIUS units; zero if none)."""
+  held = jnp.einsum("...v,...vk->...k", pinch, vertices(obs))
+  pull = (obs[..., OBS_LAYOUT["gripper_pos"]] - held) * jnp.sum(pinch, -1, keepdims=True)
+  return jnp.concatenate([pinch, pull / HOLD_RADIUS], axis=-1)
+
+
 def stays_still(previous, obs, action):
   """bool [...]: the cloth does not move over this step, by the simulator's physics.
 

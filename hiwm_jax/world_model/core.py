@@ -25,7 +25,6 @@ from hiwm_jax.world_model.model import Ensemble, broadcast_members
 from hiwm_jax.world_model.structure import ObsStructure, obs_structure
 
 Params = Any
-COMMAND_SCALE = 0.05  # metres: the command's pull on the hand, as the network sees it
 
 
 @flax.struct.dataclass
@@ -33,8 +32,8 @@ class WMState:
   obs_history: jax.Array  # [h, obs_dim] float32, normalized units; [-1] is the current obs
   risk: jax.Array  # [] float32, ensemble disagreement of the step that made obs_history[-1]
   step: jax.Array  # [] int32, control steps taken since init
-  command: jax.Array  # [C] float32, metres: the controller target the actions set (Meta-World's
-  #                     mocap, with world_model.command_latent); [0] where the model keeps none
+  latent: jax.Array  # [C] float32: hidden simulator state the actions set (structure.Latent:
+  #                    Meta-World's mocap target, the cloth's pinch); [0] where none is kept
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: hashable by identity, for jax.jit
@@ -50,6 +49,8 @@ class WorldModel:
       rule load as they were trained.
     command_latent: carry the controller target the actions set (structure.py), and show the
       network its pull on the hand. Off unless the config turns it on, likewise.
+    pinch_latent: carry which cloth vertex the gripper has pinched (structure.py), and show
+      the network the vertex and the gripper's pull on it. Off unless the config turns it on.
   """
   task: TaskFns
   history: int
@@ -59,6 +60,7 @@ class WorldModel:
   risk_scale: float = 1.0
   still_rule: bool = False
   command_latent: bool = False
+  pinch_latent: bool = False
 
   @property
   def obs_dim(self) -> int:
@@ -74,47 +76,47 @@ class WorldModel:
 
   @functools.cached_property  # trace-time index arrays, built once
   def structure(self) -> ObsStructure:
-    return obs_structure(self.task, self.still_rule, self.command_latent)
+    return obs_structure(self.task, self.still_rule, self.command_latent, self.pinch_latent)
 
   @property
-  def command_dim(self) -> int:
-    """C: the command has the shape of the field it pulls (0 without a command latent)."""
-    pulls = self.structure.command_pulls
-    return 0 if pulls is None else pulls.stop - pulls.start
+  def latent_dim(self) -> int:
+    """C: the size of the hidden state carried beside the observations (0 if none)."""
+    return 0 if self.structure.latent is None else self.structure.latent.dim
 
   # ------------------------------------------------------------------ the carry API
 
-  def init(self, params: Params, obs_history, command=None) -> WMState:
-    """The state at real observations; `command` [C] is the controller target there if the
-    robot knows it (default: the target a reset leaves, exact at an episode's start)."""
+  def init(self, params: Params, obs_history, latent=None) -> WMState:
+    """The state at real observations; `latent` [C] is the hidden state there if the robot
+    knows it (its controller target, its grip); default: read off the last observation
+    (`structure.Latent.at`), exact at an episode's start."""
     del params  # the state is the observations; kept for the uniform signature
     obs_history = jnp.asarray(obs_history, jnp.float32)
     if obs_history.shape != (self.history, self.obs_dim):
       raise ValueError(f"obs_history has shape {tuple(obs_history.shape)}; expected "
                        f"({self.history}, {self.obs_dim}) = (history, obs_dim) for the "
                        f"{self.task.name} world model")
-    if command is None:
-      command = (self.structure.command_reset(obs_history[-1]) if self.command_dim else
-                 jnp.zeros((0,), jnp.float32))
-    command = jnp.asarray(command, jnp.float32)
-    if command.shape != (self.command_dim,):
-      raise ValueError(f"command has shape {tuple(command.shape)}; expected "
-                       f"({self.command_dim},) for this {self.task.name} world model")
+    if latent is None:
+      latent = (self.structure.latent.at(obs_history[-1]) if self.latent_dim else
+                jnp.zeros((0,), jnp.float32))
+    latent = jnp.asarray(latent, jnp.float32)
+    if latent.shape != (self.latent_dim,):
+      raise ValueError(f"latent has shape {tuple(latent.shape)}; expected "
+                       f"({self.latent_dim},) for this {self.task.name} world model")
     return WMState(obs_history=self.normalize(obs_history), risk=jnp.zeros((), jnp.float32),
-                   step=jnp.zeros((), jnp.int32), command=command)
+                   step=jnp.zeros((), jnp.int32), latent=latent)
 
   def step(self, params: Params, state: WMState, action) -> WMState:
     action = jnp.asarray(action, jnp.float32)
     if action.shape != (self.action_dim,):
       raise ValueError(f"action has shape {tuple(action.shape)}; expected ({self.action_dim},)")
-    command = self.next_command(state.command, action)
+    latent = self.next_latent(state.latent, self.observe(params, state), action)
     e = self.ensemble_size
     out = self.apply_members(params, broadcast_members(state.obs_history, e),
-                             broadcast_members(action, e), broadcast_members(command, e))  # [E, P]
+                             broadcast_members(action, e), broadcast_members(latent, e))  # [E, P]
     history = jnp.concatenate([state.obs_history[1:], self.advance(state.obs_history,
                                                                    out.mean(0), action)[None]])
     return WMState(obs_history=history, risk=self.disagreement(out) / self.risk_scale,
-                   step=state.step + 1, command=command)
+                   step=state.step + 1, latent=latent)
 
   def observe(self, params: Params, state: WMState) -> jax.Array:
     del params
@@ -146,30 +148,35 @@ class WorldModel:
     """[h, obs_dim] from one observation [obs_dim]: the first observation repeated."""
     return np.repeat(np.asarray(obs, np.float32)[None], self.history, axis=0)
 
-  def next_command(self, command, action) -> jax.Array:
-    """The controller target [..., C] after an action (unchanged, [..., 0], if none)."""
-    if not self.command_dim:
-      return command
-    return self.structure.command_next(command, jnp.clip(action, -1.0, 1.0))
+  def next_latent(self, latent, obs, action) -> jax.Array:
+    """The hidden state [..., C] after an action from observation [..., D] (task units);
+    unchanged, [..., 0], if none is kept."""
+    if not self.latent_dim:
+      return latent
+    return self.structure.latent.next(latent, obs, jnp.clip(action, -1.0, 1.0))
 
-  def episode_commands(self, observations, actions) -> np.ndarray:
-    """The controller target [T+1, C] at each observation of an episode that starts at a
-    reset, from its first observation [T+1, D] and its actions [T, A]: what training and
-    open-loop evaluation start each window from."""
-    if not self.command_dim:
+  def episode_latents(self, observations, actions) -> np.ndarray:
+    """The hidden state [T+1, C] at each observation [T+1, D] of an episode that starts at a
+    reset, integrated through its actions [T, A]: what training and open-loop evaluation
+    start each window from."""
+    if not self.latent_dim:
       return np.zeros((len(observations), 0), np.float32)
     steps = len(observations) - 1
-    padded = np.zeros((-(-max(steps, 1) // 256) * 256, self.action_dim), np.float32)
-    padded[:steps] = np.asarray(actions, np.float32)[:steps]  # one compile per 256 steps
-    first = self.structure.command_reset(jnp.asarray(observations[0], jnp.float32))
-    rest = np.asarray(self._integrate_commands(first, padded))[:steps]
+    length = -(-max(steps, 1) // 256) * 256  # one compile per 256 steps
+    padded_obs = np.zeros((length, self.obs_dim), np.float32)
+    padded_obs[:steps] = np.asarray(observations, np.float32)[:steps]
+    padded = np.zeros((length, self.action_dim), np.float32)
+    padded[:steps] = np.asarray(actions, np.float32)[:steps]
+    first = self.structure.latent.at(jnp.asarray(observations[0], jnp.float32))
+    rest = np.asarray(self._integrate_latents(first, padded_obs, padded))[:steps]
     return np.concatenate([np.asarray(first)[None], rest]).astype(np.float32)
 
   @functools.cached_property
-  def _integrate_commands(self):
-    """jitted (target [C], actions [T, A]) -> the target after each action [T, C]."""
-    step = lambda c, a: (self.next_command(c, a),) * 2
-    return jax.jit(lambda first, actions: jax.lax.scan(step, first, actions)[1])
+  def _integrate_latents(self):
+    """jitted (latent [C], raw observations [T, D], actions [T, A]) -> the latent after each
+    action [T, C]."""
+    step = lambda c, xs: (self.next_latent(c, *xs),) * 2
+    return jax.jit(lambda first, obs, actions: jax.lax.scan(step, first, (obs, actions))[1])
 
   def normalize(self, obs):
     return (obs - self.obs_stats["mean"]) / self.obs_stats["std"]
@@ -177,14 +184,15 @@ class WorldModel:
   def unnormalize(self, obs):
     return obs * self.obs_stats["std"] + self.obs_stats["mean"]
 
-  def apply_members(self, params: Params, history, action, command=None) -> jax.Array:
+  def apply_members(self, params: Params, history, action, latent=None) -> jax.Array:
     """Members' outputs [E, ..., P] from histories [E, ..., h, obs_dim], actions [E, ..., A]
-    and, with a command latent, the target after the action [E, ..., C]: each member's
-    predicted change, zero in the dims the structure says stay still."""
+    and, with a latent, the latent after the action [E, ..., C]: each member's predicted
+    change, zero in the dims the structure says stay still."""
     p, action = self.structure.predicted, jnp.clip(action, -1.0, 1.0)
-    if self.command_dim:  # the pull of the target on what it drives, in COMMAND_SCALE units
-      driven = self.unnormalize(history[..., -1, :])[..., self.structure.command_pulls]
-      action = jnp.concatenate([action, (command - driven) / COMMAND_SCALE], axis=-1)
+    inputs = action  # what the network sees beside the history
+    if self.latent_dim:
+      seen = self.structure.latent.features(latent, self.unnormalize(history[..., -1, :]))
+      inputs = jnp.concatenate([action, seen], axis=-1)
     if isinstance(self.module, cloth_graph.GraphEnsemble):  # per vertex, in metres
       nodes, edges = cloth_graph.graph_inputs(self.unnormalize(history), action)
       delta = cloth_graph.vertex_delta_to_obs(self.module.apply(params, nodes, edges),
@@ -196,7 +204,7 @@ class WorldModel:
       # a small difference of large positions, too ill-conditioned to leave to the first layer.
       motion = jnp.diff(hist, axis=-2) / self.delta_std  # [..., h-1, P]
       features = jnp.concatenate([motion, hist[..., -1:, :]], axis=-2)  # [..., h, P]
-      out = self.module.apply(params, features, action)
+      out = self.module.apply(params, features, inputs)
     still = self.structure.still
     if still is None or self.history < 2:  # one observation shows no motion: cannot tell rest
       return out
@@ -254,11 +262,14 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
   return WorldModel(task=task, history=config.history, module=module, obs_stats=stats,
                     delta_std=delta_std, risk_scale=float(risk_scale),
                     still_rule=bool(config.get("still_rule", WorldModel.still_rule)),
-                    command_latent=bool(config.get("command_latent", WorldModel.command_latent)))
+                    command_latent=bool(config.get("command_latent", WorldModel.command_latent)),
+                    pinch_latent=bool(config.get("pinch_latent", WorldModel.pinch_latent)))
 
 
 def init_params(wm: WorldModel, rng: jax.Array) -> Params:
-  e, p, a = wm.ensemble_size, wm.structure.predicted.size, wm.action_dim + wm.command_dim
+  latent = wm.structure.latent
+  e, p = wm.ensemble_size, wm.structure.predicted.size
+  a = wm.action_dim + (latent.feature_dim if latent is not None else 0)
   if isinstance(wm.module, cloth_graph.GraphEnsemble):
     return wm.module.init(rng, *cloth_graph.graph_inputs(jnp.zeros((e, wm.history, wm.obs_dim)),
                                                          jnp.zeros((e, wm.action_dim))))

@@ -2,7 +2,7 @@
 
 A window is an observation history ending at step t, the next `unroll` actions and the
 `unroll` observations they led to, with a mask where the episode ended first (and, for a world
-model with a command latent, the controller target at step t).
+model with a latent, the hidden state at step t: structure.Latent).
 """
 from __future__ import annotations
 
@@ -81,13 +81,13 @@ class UnrollSampler:
   """Windows (history h, then `unroll` actions and next observations) over episodes."""
 
   def __init__(self, episodes: Sequence[Mapping[str, Any]], *, history: int, unroll: int,
-               commands: Sequence[np.ndarray] | None = None):
-    """commands: per episode, the controller target [T+1, C] at each observation."""
+               latents: Sequence[np.ndarray] | None = None):
+    """latents: per episode, the hidden state [T+1, C] at each observation."""
     steps = [ep["steps"] for ep in episodes]
     self.history, self.unroll = history, unroll
     self._obs = np.concatenate([s["observation"] for s in steps])  # [N, D]
     self._act = np.concatenate([s["action"] for s in steps])  # [N, A]
-    self._cmd = (np.concatenate(commands) if commands is not None else
+    self._latent = (np.concatenate(latents) if latents is not None else
                  np.zeros((len(self._obs), 0), np.float32))  # [N, C]
     num_actions = np.array([len(s["observation"]) - 1 for s in steps])  # [E]
     first_step = np.cumsum(num_actions + 1) - num_actions - 1  # [E]
@@ -112,5 +112,5 @@ class UnrollSampler:
         "action": self._act[np.minimum(nxt - 1, last - 1)],  # [..., K, A]
         "next_obs": self._obs[np.minimum(nxt, last)],  # [..., K, D]
         "mask": nxt <= last,  # [..., K]
-        "command": self._cmd[t[..., 0]],  # [..., C]
+        "latent": self._latent[t[..., 0]],  # [..., C]
     }

@@ -23,15 +23,16 @@ def _pad(x: np.ndarray, length: int) -> np.ndarray:
   return out
 
 
-def _rollouts(wm: WorldModel, params, histories, actions, commands=None) -> np.ndarray:
+def _rollouts(wm: WorldModel, params, histories, actions, latents=None) -> np.ndarray:
   """(observations [N, T, D] in task units, judged success [N, T]) after each of actions
-  [N, T, A] from histories [N, h, D] (and controller targets [N, C]; default: at a reset)."""
-  def one(history, acts, command):
-    states = wm.rollout(params, wm.init(params, history, command), acts)
+  [N, T, A] from histories [N, h, D] (and hidden states [N, C]; default: read off the last
+  observation, exact at a reset)."""
+  def one(history, acts, latent):
+    states = wm.rollout(params, wm.init(params, history, latent), acts)
     return jax.vmap(lambda s: wm.observe(params, s))(states), jax.vmap(
         lambda s: wm.judge(params, s)["success"])(states)
-  commands = None if commands is None else jnp.asarray(commands)  # None: init's default
-  return jax.jit(jax.vmap(one))(jnp.asarray(histories), jnp.asarray(actions), commands)
+  latents = None if latents is None else jnp.asarray(latents)  # None: init's default
+  return jax.jit(jax.vmap(one))(jnp.asarray(histories), jnp.asarray(actions), latents)
 
 
 def position_error_cm(wm: WorldModel, pred, true) -> dict[str, np.ndarray]:
@@ -52,20 +53,20 @@ def open_loop_errors(wm: WorldModel, params, episodes: Sequence[dict],
   a horizon counts the starts whose episode still runs that many steps later.
   """
   length = max(horizons)
-  hists, commands, acts, targets, lasts, valid = [], [], [], [], [], []
+  hists, latents, acts, targets, lasts, valid = [], [], [], [], [], []
   for ep in episodes:
     obs, action = ep["steps"]["observation"], ep["steps"]["action"][:-1]  # [T+1, D], [T, A]
     T = len(action)
-    episode_commands = wm.episode_commands(obs, action)  # the robot's own targets
+    episode_latents = wm.episode_latents(obs, action)  # the robot's own targets and grip
     for s in range(0, T, stride):
       idx = np.maximum(np.arange(s - wm.history + 1, s + 1), 0)
       hists.append(obs[idx])
-      commands.append(episode_commands[s])
+      latents.append(episode_latents[s])
       acts.append(_pad(action[s:], length))
       targets.append(_pad(obs[s + 1:], length))
       lasts.append(obs[s])
       valid.append(np.arange(1, length + 1) <= T - s)
-  pred, _ = _rollouts(wm, params, np.stack(hists), np.stack(acts), np.stack(commands))
+  pred, _ = _rollouts(wm, params, np.stack(hists), np.stack(acts), np.stack(latents))
   targets, valid = np.stack(targets), np.stack(valid)  # [N, L, D], [N, L]
   copy = np.broadcast_to(np.stack(lasts)[:, None], targets.shape)
   wm_err = position_error_cm(wm, np.asarray(pred), targets)

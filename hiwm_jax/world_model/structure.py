@@ -9,9 +9,11 @@ Learning what the simulator guarantees only adds error that compounds over a rol
   still      a state the simulator provably leaves as it is (a cloth at rest that nothing
              holds; a resting object the hand is clear of): the dims the rule names keep their
              values, whatever the network says;
-  command    a controller target the observation does not show but the actions set exactly
-             (Meta-World's mocap, which the hand lags): carried in the state beside the
-             observations and shown to the network as the pull on the field it drives.
+  latent     simulator state the observation does not show but the actions set exactly:
+             Meta-World's mocap target, which the hand lags (`command_latent`), or which cloth
+             vertex the gripper has pinched (`pinch_latent`). Carried in the state beside the
+             observations and shown to the network (the target's pull on the hand; the held
+             vertex and the gripper's pull on it).
 """
 from __future__ import annotations
 
@@ -33,10 +35,28 @@ _COMMANDED = {"cloth_fold": (("gripper_pos", "gripper_closed"), cloth_fold.comma
 # obs, action) -> bool, they stay put over this step).
 _STILL = {"cloth_fold": (None, cloth_fold.stays_still),
           "push": (("object_pos", "object_quat"), metaworld_env.object_stays_still)}
-# Per task: (fn(raw reset obs) -> target [C], fn(target, action) -> next target, the field it
-# pulls): the controller target a command latent carries.
-_COMMAND = {name: (metaworld_env.reset_mocap, metaworld_env.next_mocap, "hand_pos")
-            for name in ("push", "pick_place")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Latent:
+  """Hidden simulator state the actions set exactly, as pure functions of raw observations."""
+  dim: int  # C
+  feature_dim: int  # F: what the network sees of it, beside the action
+  at: Callable  # raw obs [..., D] -> latent [..., C] there (exact at a reset)
+  next: Callable  # (latent, raw obs, action) -> the latent after the action
+  features: Callable  # (latent after the action, raw obs before it) -> network input [..., F]
+
+
+MOCAP_PULL_SCALE = 0.05  # metres: the mocap target's pull on the hand, as the network sees it
+_MOCAP = Latent(dim=3, feature_dim=3, at=metaworld_env.reset_mocap,
+                next=lambda target, obs, action: metaworld_env.next_mocap(target, action),
+                features=lambda target, obs: (target - obs[..., 0:3]) / MOCAP_PULL_SCALE)
+_PINCH = Latent(dim=cloth_fold.N_VERTS, feature_dim=cloth_fold.N_VERTS + 3,
+                at=cloth_fold.pinch_at, next=cloth_fold.next_pinch,
+                features=cloth_fold.pinch_features)
+# Per task and config flag: the latent the state carries.
+_LATENTS = {("push", "command_latent"): _MOCAP, ("pick_place", "command_latent"): _MOCAP,
+            ("cloth_fold", "pinch_latent"): _PINCH}
 # Fields that are positions in metres: open-loop error is reported on these, in cm.
 _POSITIONS = {"pick_place": ("hand_pos", "object_pos"), "push": ("hand_pos", "object_pos"),
               "cloth_fold": ("gripper_pos", "cloth_verts")}
@@ -53,19 +73,17 @@ class ObsStructure:
   commanded: Callable | None = None  # (raw obs, action) -> values of commanded_dims
   still: Callable | None = None  # (raw previous obs, raw obs, action) -> still_mask dims stay
   still_mask: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))  # [P]
-  command_reset: Callable | None = None  # raw reset obs [..., D] -> command [..., C]
-  command_next: Callable | None = None  # (command, action) -> next command
-  command_pulls: slice | None = None  # the obs field the command drives (same units)
+  latent: Latent | None = None  # the hidden state carried beside the observations, if any
 
 
 def _dims(s: slice) -> np.ndarray:
   return np.arange(s.start, s.stop)
 
 
-def obs_structure(task: TaskFns, still_rule: bool = False,
-                  command_latent: bool = False) -> ObsStructure:
-  """The task's structure; still_rule=False leaves every step to the network, and
-  command_latent=False keeps no controller target beside the observations."""
+def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool = False,
+                  pinch_latent: bool = False) -> ObsStructure:
+  """The task's structure; still_rule=False leaves every step to the network, and with
+  neither latent flag (or a task without that latent) no hidden state is carried."""
   layout = task.obs_layout
   carried = [_dims(layout[f]) for f in _CARRIED.get(task.name, ())]
   copy_to = [_dims(layout[f]) for f, _ in _COPIED.get(task.name, ())]
@@ -79,8 +97,7 @@ def obs_structure(task: TaskFns, still_rule: bool = False,
   still_fields, still = _STILL.get(task.name, ((), None)) if still_rule else ((), None)
   still_mask = (np.ones(predicted.size, bool) if still_fields is None else
                 np.isin(predicted, cat([_dims(layout[f]) for f in still_fields])))
-  reset, nxt, pulls = _COMMAND.get(task.name, (None, None, None)) if command_latent else (
-      None, None, None)
+  flags = {"command_latent": command_latent, "pinch_latent": pinch_latent}
+  latents = [_LATENTS[task.name, f] for f, on in flags.items() if on and (task.name, f) in _LATENTS]
   return ObsStructure(predicted.astype(np.int32), cat(copy_to), cat(copy_from), positions,
-                      commanded_dims, fn, still, still_mask, reset, nxt,
-                      layout[pulls] if pulls else None)
+                      commanded_dims, fn, still, still_mask, latents[0] if latents else None)

@@ -41,15 +41,15 @@ def make_loss(wm: core.WorldModel, one_step_weight: float):
     chex.assert_rank([hist, target, mask], [4, 4, 3])
 
     def body(carry, action):  # action [E, B, A]
-      h, command = carry
-      command = wm.next_command(command, action)  # [E, B, C]
-      out = wm.apply_members(params, h, action, command)  # [E, B, P]
+      h, latent = carry
+      latent = wm.next_latent(latent, wm.unnormalize(h[..., -1, :]), action)  # [E, B, C]
+      out = wm.apply_members(params, h, action, latent)  # [E, B, P]
       nxt = wm.advance(h, out, action)  # [E, B, D]
-      return (jnp.concatenate([h[..., 1:, :], nxt[..., None, :]], axis=-2), command), (nxt, out)
+      return (jnp.concatenate([h[..., 1:, :], nxt[..., None, :]], axis=-2), latent), (nxt, out)
 
     # Rematerialized: the backward pass recomputes each step rather than storing every
     # step's activations (the cloth graph's edge activations would not fit).
-    _, (preds, outs) = jax.lax.scan(jax.checkpoint(body), (hist, batch["command"]),
+    _, (preds, outs) = jax.lax.scan(jax.checkpoint(body), (hist, batch["latent"]),
                                     jnp.moveaxis(batch["action"], 2, 0))
     preds = jnp.moveaxis(preds, 0, 2)  # [E, B, K, D]
     sq = jnp.mean((preds - target)[..., pred] ** 2, axis=-1)  # [E, B, K]
@@ -83,13 +83,14 @@ def calibrate_risk(wm: core.WorldModel, params, sampler: UnrollSampler, seed: in
   e = wm.ensemble_size
 
   @jax.jit
-  def disagreement(history, action, command):
+  def disagreement(history, action, latent):
     out = wm.apply_members(params, core.broadcast_members(wm.normalize(history), e),
                            core.broadcast_members(action, e),
-                           core.broadcast_members(wm.next_command(command, action), e))
+                           core.broadcast_members(wm.next_latent(latent, history[..., -1, :],
+                                                                 action), e))
     return wm.disagreement(out)  # out [E, B, P]
 
-  values = np.asarray(disagreement(batch["history"], batch["action"][:, 0], batch["command"]))
+  values = np.asarray(disagreement(batch["history"], batch["action"][:, 0], batch["latent"]))
   return float(max(np.percentile(values, RISK_PERCENTILE), 1e-6))
 
 
@@ -127,7 +128,7 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
     wm = core.make(cfg, task, obs_stats, delta_std(episodes, obs_stats, structure.predicted))
     params = core.init_params(wm, jax.random.fold_in(rng, 0))
   sampler = UnrollSampler(episodes, history=cfg.history, unroll=cfg.unroll,
-                          commands=[wm.episode_commands(ep["steps"]["observation"],
+                          latents=[wm.episode_latents(ep["steps"]["observation"],
                                                         ep["steps"]["action"])
                                     for ep in episodes])
   tx = training.make_optimizer(cfg.train, params)

@@ -50,7 +50,8 @@ class Latent:
 MOCAP_PULL_SCALE = 0.05  # metres: the mocap target's pull on the hand, as the network sees it
 _MOCAP = Latent(dim=3, feature_dim=3, at=metaworld_env.reset_mocap,
                 next=lambda target, obs, action: metaworld_env.next_mocap(target, action),
-                features=lambda target, obs: (target - obs[..., 0:3]) / MOCAP_PULL_SCALE)
+                features=lambda target, obs: (target - obs[..., metaworld_env.OBS_LAYOUT[
+                    "hand_pos"]]) / MOCAP_PULL_SCALE)
 _PINCH = Latent(dim=cloth_fold.N_VERTS, feature_dim=cloth_fold.N_VERTS + 3,
                 at=cloth_fold.pinch_at, next=cloth_fold.next_pinch,
                 features=cloth_fold.pinch_features)

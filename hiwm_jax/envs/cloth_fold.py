@@ -110,6 +110,17 @@ def commanded(obs, action):
   return jnp.concatenate([target, (action[..., 3:4] > 0.0).astype(target.dtype)], axis=-1)
 
 
+def _nearest_within(obs, point, radius):
+  """One-hot [..., V] of the vertex nearest `point` [..., 3], zeros if it is radius or farther."""
+  dist = jnp.linalg.norm(vertices(obs) - point[..., None, :], axis=-1)  # [..., V]
+  nearest = jax.nn.one_hot(jnp.argmin(dist, axis=-1), N_VERTS, dtype=obs.dtype)
+  return nearest * (jnp.min(dist, axis=-1) < radius)[..., None]
+
+
+def _closed(obs):
+  return obs[..., OBS_LAYOUT["gripper_closed"]][..., 0] > 0.5
+
+
 def held_vertex(obs, action):
   """One-hot [..., V] of the vertex the gripper holds over this step (zeros if none).
 
@@ -117,39 +128,25 @@ def held_vertex(obs, action):
   vertex within PINCH_RADIUS of where it goes; a closed gripper keeps the vertex at its centre
   (a held vertex sits within about 8 mm of it); opening lets go.
   """
-  gripper = obs[..., OBS_LAYOUT["gripper_pos"]]
-  closed = obs[..., OBS_LAYOUT["gripper_closed"]][..., 0] > 0.5
-  verts = vertices(obs)
-  target = commanded(obs, action)[..., :3]
-  centre = jnp.where(closed[..., None], gripper, target)
-  radius = jnp.where(closed, HOLD_RADIUS, PINCH_RADIUS)
-  dist = jnp.linalg.norm(verts - centre[..., None, :], axis=-1)  # [..., V]
-  nearest = jax.nn.one_hot(jnp.argmin(dist, axis=-1), dist.shape[-1], dtype=obs.dtype)
-  holds = (action[..., 3] > 0.0) & (jnp.min(dist, axis=-1) < radius)
-  return nearest * holds[..., None]
+  closing = _nearest_within(obs, commanded(obs, action)[..., :3], PINCH_RADIUS)
+  held = jnp.where(_closed(obs)[..., None], pinch_at(obs), closing)
+  return held * (action[..., 3] > 0.0)[..., None]
 
 
 def pinch_at(obs):
   """One-hot [..., V] of the vertex a closed gripper holds at an observation (zeros if open or
   holding nothing): the best guess of the simulator's pinch where its history is unknown (the
   nearest vertex within HOLD_RADIUS); exact at a reset, where the gripper is open."""
-  gripper = obs[..., OBS_LAYOUT["gripper_pos"]]
-  closed = obs[..., OBS_LAYOUT["gripper_closed"]][..., 0] > 0.5
-  dist = jnp.linalg.norm(vertices(obs) - gripper[..., None, :], axis=-1)  # [..., V]
-  nearest = jax.nn.one_hot(jnp.argmin(dist, axis=-1), N_VERTS, dtype=obs.dtype)
-  return nearest * (closed & (jnp.min(dist, axis=-1) < HOLD_RADIUS))[..., None]
+  held = _nearest_within(obs, obs[..., OBS_LAYOUT["gripper_pos"]], HOLD_RADIUS)
+  return held * _closed(obs)[..., None]
 
 
 def next_pinch(pinch, obs, action):
   """One-hot [..., V] of the vertex pinched after `action` from `obs`, as the simulator does it
   (`ClothFoldEnv._set_grip`): closing an open gripper pinches the vertex nearest its target if
   within PINCH_RADIUS; a gripper that stays closed keeps its pinch; opening lets go."""
-  closing = (action[..., 3] > 0.0) & (obs[..., OBS_LAYOUT["gripper_closed"]][..., 0] < 0.5)
-  target = commanded(obs, action)[..., :3]
-  dist = jnp.linalg.norm(vertices(obs) - target[..., None, :], axis=-1)  # [..., V]
-  nearest = jax.nn.one_hot(jnp.argmin(dist, axis=-1), N_VERTS, dtype=obs.dtype)
-  new = nearest * (jnp.min(dist, axis=-1) < PINCH_RADIUS)[..., None]
-  kept = jnp.where(closing[..., None], new, pinch)
+  new = _nearest_within(obs, commanded(obs, action)[..., :3], PINCH_RADIUS)
+  kept = jnp.where(_closed(obs)[..., None], pinch, new)
   return kept * (action[..., 3] > 0.0)[..., None]
 
 

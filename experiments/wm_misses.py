@@ -17,6 +17,7 @@ import numpy as np
 
 from hiwm_jax import envs, rollout, world_model
 from hiwm_jax.envs.episode import run_episode
+from hiwm_jax.envs.metaworld_env import OBS_LAYOUT
 from hiwm_jax.evaluate import PolicyController
 from hiwm_jax.policies.train import load_policy
 
@@ -25,7 +26,7 @@ _VARIANT = flags.DEFINE_string("variant", "hgdagger", "base, wm_closed_loop, hgd
 _EPISODES = flags.DEFINE_integer("episodes", 8, "At most this many episodes.")
 flags.mark_flag_as_required("results")
 
-HAND, OBJECT = slice(0, 3), slice(4, 7)
+HAND, OBJECT = OBS_LAYOUT["hand_pos"], OBS_LAYOUT["object_pos"]
 
 
 def main(argv):

@@ -354,3 +354,49 @@ def test_a_pinch_latent_carries_the_vertex_the_cloth_simulator_pinches():
   assert np.abs(step(expected[19]) - step(np.zeros(cloth_fold.N_VERTS))).max() > 1e-4
   config.pinch_latent = False
   assert _unit_model(config, task).init(params, wm.initial_history(held)).latent.shape == (0,)
+
+def test_the_cloth_world_model_in_its_fold_line_frame_turns_and_shifts_with_the_cloth():
+  """world_model.canonical_frame: the network works in the fold line's frame, so a cloth
+  turned and shifted on the table (its history and the move with it) steps to the same state
+  turned and shifted, to float precision; in world coordinates it does not."""
+  from hiwm_jax import envs
+  from hiwm_jax.envs import cloth_fold
+  from hiwm_jax.envs.episode import expert_controller
+  from hiwm_jax.world_model.structure import rotate_positions
+  from experiments.configs import cloth_fold as cloth_config
+  task = envs.task_fns("cloth_fold")
+  env = envs.make("cloth_fold")
+  obs, _ = env.reset(seed=2)
+  expert = expert_controller(task)
+  observations = [obs]
+  for t in range(21):  # the expert grasps corner A and starts the carry: the cloth moves
+    obs = env.step(np.asarray(expert(obs, t, jax.random.PRNGKey(t)), np.float32))[0]
+    observations.append(obs)
+  env.close()
+  history = np.stack(observations[-2:])
+  action = np.asarray(expert(obs, 21, jax.random.PRNGKey(21)), np.float32) * [0.6, 0.6, 0.6, 1]
+  yaw, shift = 0.7, jnp.array([0.02, -0.03, 0.0])
+  turn = jnp.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+  positions = tuple(cloth_fold.OBS_LAYOUT[f] for f in ("gripper_pos", "cloth_verts"))
+  positions = tuple(zip(("gripper_pos", "cloth_verts"), positions))
+  moved = lambda o: rotate_positions(jnp.asarray(o), turn, positions, -shift)
+  turned_action = jnp.asarray(action).at[:3].set(turn @ action[:3])
+  origin, rotation = cloth_fold.fold_line_frame(jnp.asarray(history[-1]))
+  hinge = cloth_fold.vertices(rotate_positions(jnp.asarray(history[-1]), rotation, positions,
+                                               origin))[jnp.array(cloth_fold.HINGE)]
+  np.testing.assert_allclose(hinge[:, 1], 0.0, atol=1e-6)  # the fold line is the frame's x axis
+  np.testing.assert_allclose(hinge[0, 0], -hinge[1, 0], atol=1e-6)  # about its midpoint
+
+  config = cloth_config.get_config("smoke").world_model
+  for frame in (True, False):
+    config.canonical_frame = frame
+    wm = _unit_model(config, task)
+    params = _moving_params(wm)
+    step = lambda hist, act: wm.observe(params, wm.step(params, wm.init(params, hist), act))
+    there = step(history, jnp.asarray(action))
+    assert np.abs(there - history[-1])[4:].max() > 1e-3  # the network moves the cloth
+    error = np.abs(moved(there) - step(jax.vmap(moved)(jnp.asarray(history)), turned_action))
+    if frame:
+      assert error.max() < 1e-5, error.max()
+    else:
+      assert error.max() > 1e-3, error.max()

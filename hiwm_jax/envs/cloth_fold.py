@@ -158,6 +158,31 @@ def pinch_features(pinch, obs):
   return jnp.concatenate([pinch, pull / HOLD_RADIUS], axis=-1)
 
 
+def fold_line_frame(obs):
+  """(origin [..., 3], rotation [..., 3, 3]) of the frame on the fold line: origin at the
+  midpoint of the two hinge corners (on the table top, z = 0), x axis along the line from
+  HINGE[0] to HINGE[1] in the horizontal plane. Rows of `rotation` are the frame's axes in
+  world coordinates, so `rotation @ (p - origin)` is a world point p in the frame.
+
+  The cloth's physics is the same in every such frame (a flat table, gravity along z, a
+  gripper that moves the same in any direction), so a world model working in it need not learn
+  every yaw and shift of the cloth apart. The hinge corners, not a fit to the whole cloth: they
+  stay on the table while corner A is carried over, so the frame holds still through a fold.
+  """
+  verts = vertices(obs)
+  first, second = verts[..., HINGE[0], :], verts[..., HINGE[1], :]
+  along = second[..., :2] - first[..., :2]
+  length = jnp.linalg.norm(along, axis=-1, keepdims=True)
+  along = jnp.where(length > 1e-6, along / jnp.maximum(length, 1e-6), jnp.array([1.0, 0.0]))
+  c, s = along[..., 0], along[..., 1]
+  zero, one = jnp.zeros_like(c), jnp.ones_like(c)
+  rotation = jnp.stack([jnp.stack([c, s, zero], -1), jnp.stack([-s, c, zero], -1),
+                        jnp.stack([zero, zero, one], -1)], -2)
+  middle = 0.5 * (first[..., :2] + second[..., :2])
+  origin = jnp.concatenate([middle, jnp.zeros_like(middle[..., :1])], axis=-1)
+  return origin, rotation
+
+
 def stays_still(previous, obs, action):
   """bool [...]: the cloth does not move over this step, by the simulator's physics.
 

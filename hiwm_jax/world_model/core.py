@@ -22,7 +22,7 @@ import numpy as np
 from hiwm_jax.envs.base import TaskFns
 from hiwm_jax.world_model import cloth_graph
 from hiwm_jax.world_model.model import Ensemble, broadcast_members
-from hiwm_jax.world_model.structure import ObsStructure, obs_structure
+from hiwm_jax.world_model.structure import ObsStructure, obs_structure, rotate_positions
 
 Params = Any
 
@@ -51,6 +51,9 @@ class WorldModel:
       network its pull on the hand. Off unless the config turns it on, likewise.
     pinch_latent: carry which cloth vertex the gripper has pinched (structure.py), and show
       the network the vertex and the gripper's pull on it. Off unless the config turns it on.
+    canonical_frame: the network works in a frame read off each observation (the cloth's
+      fold line, structure.py), where the physics is the same whatever the cloth's yaw and
+      shift. Off unless the config turns it on.
   """
   task: TaskFns
   history: int
@@ -61,6 +64,7 @@ class WorldModel:
   still_rule: bool = False
   command_latent: bool = False
   pinch_latent: bool = False
+  canonical_frame: bool = False
 
   @property
   def obs_dim(self) -> int:
@@ -76,7 +80,8 @@ class WorldModel:
 
   @functools.cached_property  # trace-time index arrays, built once
   def structure(self) -> ObsStructure:
-    return obs_structure(self.task, self.still_rule, self.command_latent, self.pinch_latent)
+    return obs_structure(self.task, self.still_rule, self.command_latent, self.pinch_latent,
+                         self.canonical_frame)
 
   @property
   def latent_dim(self) -> int:
@@ -188,28 +193,40 @@ class WorldModel:
     """Members' outputs [E, ..., P] from histories [E, ..., h, obs_dim], actions [E, ..., A]
     and, with a latent, the latent after the action [E, ..., C]: each member's predicted
     change, zero in the dims the structure says stay still."""
-    p, action = self.structure.predicted, jnp.clip(action, -1.0, 1.0)
-    inputs = action  # what the network sees beside the history
-    if self.latent_dim:
-      seen = self.structure.latent.features(latent, self.unnormalize(history[..., -1, :]))
-      inputs = jnp.concatenate([action, seen], axis=-1)
+    s, action = self.structure, jnp.clip(action, -1.0, 1.0)
+    p = s.predicted
     if isinstance(self.module, cloth_graph.GraphEnsemble):  # per vertex, in metres
       nodes, edges = cloth_graph.graph_inputs(self.unnormalize(history), action)
       delta = cloth_graph.vertex_delta_to_obs(self.module.apply(params, nodes, edges),
                                               self.obs_dim)
       out = delta[..., p] / (self.obs_stats["std"][p] * self.delta_std)
     else:
-      hist = history[..., p]  # [..., h, P]
+      seen, move = history, action  # what the network sees: world coordinates, or the frame's
+      if s.frame is not None:
+        raw = self.unnormalize(history)
+        origin, rotation = s.frame(raw[..., -1, :])
+        seen = self.normalize(rotate_positions(raw, rotation[..., None, :, :], s.positions,
+                                               origin[..., None, :]))
+        move = action.at[..., :3].set(jnp.einsum("...ij,...j->...i", rotation, action[..., :3]))
+      inputs = move
+      if self.latent_dim:  # from the observation as the network sees it (a pinch has no frame)
+        features = self.structure.latent.features(latent, self.unnormalize(seen[..., -1, :]))
+        inputs = jnp.concatenate([move, features], axis=-1)
+      hist = seen[..., p]  # [..., h, P]
       # The last observation and the recent steps' changes in typical-step units: motion is
       # a small difference of large positions, too ill-conditioned to leave to the first layer.
       motion = jnp.diff(hist, axis=-2) / self.delta_std  # [..., h-1, P]
-      features = jnp.concatenate([motion, hist[..., -1:, :]], axis=-2)  # [..., h, P]
-      out = self.module.apply(params, features, inputs)
-    still = self.structure.still
+      out = self.module.apply(params, jnp.concatenate([motion, hist[..., -1:, :]], axis=-2),
+                              inputs)
+      if s.frame is not None:  # the predicted change, turned from the frame back to the world
+        scale = self.obs_stats["std"][p] * self.delta_std
+        change = jnp.zeros(out.shape[:-1] + (self.obs_dim,), out.dtype).at[..., p].set(out * scale)
+        out = rotate_positions(change, jnp.swapaxes(rotation, -1, -2), s.positions)[..., p] / scale
+    still = s.still
     if still is None or self.history < 2:  # one observation shows no motion: cannot tell rest
       return out
     raw = self.unnormalize(history[..., -2:, :])
-    stays = still(raw[..., 0, :], raw[..., 1, :], action)[..., None] & self.structure.still_mask
+    stays = still(raw[..., 0, :], raw[..., 1, :], action)[..., None] & s.still_mask
     return jnp.where(stays, 0.0, out)
 
   def advance(self, history, out, action) -> jax.Array:
@@ -254,6 +271,9 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
     module = Ensemble(size=config.ensemble_size, hidden=tuple(config.hidden),
                       out_dim=int(structure.predicted.size))
   elif network == "cloth_graph" and task.name == "cloth_fold":
+    if config.get("canonical_frame", False):
+      raise ValueError("world_model.canonical_frame is for the MLP network; the cloth graph "
+                       "sees relative geometry already: set canonical_frame=False")
     module = cloth_graph.GraphEnsemble(size=config.ensemble_size, width=config.graph.width,
                                        rounds=config.graph.rounds)
   else:
@@ -263,7 +283,9 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
                     delta_std=delta_std, risk_scale=float(risk_scale),
                     still_rule=bool(config.get("still_rule", WorldModel.still_rule)),
                     command_latent=bool(config.get("command_latent", WorldModel.command_latent)),
-                    pinch_latent=bool(config.get("pinch_latent", WorldModel.pinch_latent)))
+                    pinch_latent=bool(config.get("pinch_latent", WorldModel.pinch_latent)),
+                    canonical_frame=bool(config.get("canonical_frame",
+                                                    WorldModel.canonical_frame)))
 
 
 def init_params(wm: WorldModel, rng: jax.Array) -> Params:

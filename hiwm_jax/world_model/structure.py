@@ -14,12 +14,17 @@ Learning what the simulator guarantees only adds error that compounds over a rol
              vertex the gripper has pinched (`pinch_latent`). Carried in the state beside the
              observations and shown to the network (the target's pull on the hand; the held
              vertex and the gripper's pull on it).
+  frame      a frame read off each observation in which the simulator's physics is the same
+             wherever it lies (the cloth's fold line): the network sees the observation, the
+             move and the pull in it, and its predicted change is turned back
+             (`canonical_frame`).
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Callable
 
+import jax.numpy as jnp
 import numpy as np
 
 from hiwm_jax.envs import cloth_fold, metaworld_env
@@ -58,6 +63,10 @@ _PINCH = Latent(dim=cloth_fold.N_VERTS, feature_dim=cloth_fold.N_VERTS + 3,
 # Per task and config flag: the latent the state carries.
 _LATENTS = {("push", "command_latent"): _MOCAP, ("pick_place", "command_latent"): _MOCAP,
             ("cloth_fold", "pinch_latent"): _PINCH}
+# Per task: fn(raw obs [..., D]) -> (origin [..., 3], rotation [..., 3, 3]) of a frame the
+# physics does not depend on; the network works in it. Only tasks whose scene has no fixed
+# landmark: Meta-World's goals and walls are fixed in the world.
+_FRAMES = {"cloth_fold": cloth_fold.fold_line_frame}
 # Fields that are positions in metres: open-loop error is reported on these, in cm.
 _POSITIONS = {"pick_place": ("hand_pos", "object_pos"), "push": ("hand_pos", "object_pos"),
               "cloth_fold": ("gripper_pos", "cloth_verts")}
@@ -75,6 +84,8 @@ class ObsStructure:
   still: Callable | None = None  # (raw previous obs, raw obs, action) -> still_mask dims stay
   still_mask: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, bool))  # [P]
   latent: Latent | None = None  # the hidden state carried beside the observations, if any
+  frame: Callable | None = None  # raw obs -> (origin, rotation) the network works in (it
+  #                                turns the position fields), if any
 
 
 def _dims(s: slice) -> np.ndarray:
@@ -82,9 +93,10 @@ def _dims(s: slice) -> np.ndarray:
 
 
 def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool = False,
-                  pinch_latent: bool = False) -> ObsStructure:
-  """The task's structure; still_rule=False leaves every step to the network, and with
-  neither latent flag (or a task without that latent) no hidden state is carried."""
+                  pinch_latent: bool = False, canonical_frame: bool = False) -> ObsStructure:
+  """The task's structure; still_rule=False leaves every step to the network, with neither
+  latent flag (or a task without that latent) no hidden state is carried, and without
+  canonical_frame (or a task without one) the network works in world coordinates."""
   layout = task.obs_layout
   carried = [_dims(layout[f]) for f in _CARRIED.get(task.name, ())]
   copy_to = [_dims(layout[f]) for f, _ in _COPIED.get(task.name, ())]
@@ -100,5 +112,23 @@ def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool 
                 np.isin(predicted, cat([_dims(layout[f]) for f in still_fields])))
   flags = {"command_latent": command_latent, "pinch_latent": pinch_latent}
   latents = [_LATENTS[task.name, f] for f, on in flags.items() if on and (task.name, f) in _LATENTS]
+  frame = _FRAMES.get(task.name) if canonical_frame else None
   return ObsStructure(predicted.astype(np.int32), cat(copy_to), cat(copy_from), positions,
-                      commanded_dims, fn, still, still_mask, latents[0] if latents else None)
+                      commanded_dims, fn, still, still_mask, latents[0] if latents else None,
+                      frame)
+
+
+def rotate_positions(obs, rotation, positions, origin=None):
+  """obs [..., D] with every xyz triple of the position fields ((name, slice), ...) replaced by
+  rotation [..., 3, 3] @ (xyz - origin [..., 3]): world positions into a frame (or, with the
+  transposed rotation and no origin, a change of positions back out of it). Slices and
+  reshapes, not an index gather: this runs at every step of every training window."""
+  pieces, at = [], 0
+  for _, field in sorted(positions, key=lambda named: named[1].start):
+    xyz = obs[..., field].reshape(*obs.shape[:-1], -1, 3)
+    if origin is not None:
+      xyz = xyz - origin[..., None, :]
+    turned = jnp.einsum("...ij,...nj->...ni", rotation, xyz)
+    pieces += [obs[..., at:field.start], turned.reshape(*obs.shape[:-1], -1)]
+    at = field.stop
+  return jnp.concatenate(pieces + [obs[..., at:]], axis=-1)

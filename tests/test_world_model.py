@@ -202,6 +202,24 @@ def test_evaluation_runs_and_compares_with_copy_last(trained, data_dir):
   assert agreement["episodes"] == 5 and 0 <= agreement["balanced_accuracy"] <= 1
 
 
+def test_open_loop_windows_carry_the_real_latents_their_rollouts_must_follow(trained, data_dir):
+  """experiments/wm_error_tail splits windows by whether the rollout's latent departs from the
+  real one; push's mocap target follows the actions alone, so it never departs, and the real
+  latents line up with the steps they follow."""
+  wm, params, _ = trained
+  assert wm.latent_dim == 3
+  episodes = data.read_episodes(os.path.join(data_dir, "push", "play"))
+  w = evaluate.open_loop_windows(wm, episodes, length=25, stride=10)
+  chex.assert_shape([w["history"], w["target_latents"]], [(15, 2, 39), (15, 25, 3)])
+  real = wm.episode_latents(episodes[0]["steps"]["observation"],
+                            episodes[0]["steps"]["action"][:-1])
+  np.testing.assert_array_equal(w["latent"][1], real[10])
+  np.testing.assert_array_equal(w["target_latents"][1, :20], real[11:31])
+  _, _, latents = evaluate.rollouts(wm, params, w["history"], w["actions"], w["latent"])
+  np.testing.assert_allclose(np.asarray(latents)[w["valid"]], w["target_latents"][w["valid"]],
+                             atol=1e-6)
+
+
 def test_cloth_gripper_goes_exactly_where_it_is_commanded():
   """The mocap gripper is not learned: the WM moves it as the simulator does."""
   from hiwm_jax import envs, world_model

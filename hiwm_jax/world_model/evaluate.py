@@ -23,14 +23,14 @@ def _pad(x: np.ndarray, length: int) -> np.ndarray:
   return out
 
 
-def _rollouts(wm: WorldModel, params, histories, actions, latents=None) -> np.ndarray:
-  """(observations [N, T, D] in task units, judged success [N, T]) after each of actions
-  [N, T, A] from histories [N, h, D] (and hidden states [N, C]; default: read off the last
-  observation, exact at a reset)."""
+def rollouts(wm: WorldModel, params, histories, actions, latents=None):
+  """(observations [N, T, D] in task units, judged success [N, T], hidden states [N, T, C])
+  after each of actions [N, T, A] from histories [N, h, D] (and hidden states [N, C]; default:
+  read off the last observation, exact at a reset)."""
   def one(history, acts, latent):
     states = wm.rollout(params, wm.init(params, history, latent), acts)
-    return jax.vmap(lambda s: wm.observe(params, s))(states), jax.vmap(
-        lambda s: wm.judge(params, s)["success"])(states)
+    return (jax.vmap(lambda s: wm.observe(params, s))(states),
+            jax.vmap(lambda s: wm.judge(params, s)["success"])(states), states.latent)
   latents = None if latents is None else jnp.asarray(latents)  # None: init's default
   return jax.jit(jax.vmap(one))(jnp.asarray(histories), jnp.asarray(actions), latents)
 
@@ -45,6 +45,29 @@ def position_error_cm(wm: WorldModel, pred, true) -> dict[str, np.ndarray]:
   return out
 
 
+def open_loop_windows(wm: WorldModel, episodes: Sequence[dict], length: int,
+                      stride: int = 10) -> dict[str, np.ndarray]:
+  """Open-loop windows starting every `stride` steps of every episode, from its real history
+  and hidden state (integrated from its actions: the robot's own targets and grip):
+  {"history" [N, h, D], "latent" [N, C], "actions" [N, L, A], "targets" [N, L, D], "last"
+  [N, D], "valid" [N, L] (the episode still runs), "target_latents" [N, L, C]}, zero-padded."""
+  keys = ("history", "latent", "actions", "targets", "last", "valid", "target_latents")
+  out = {k: [] for k in keys}
+  for ep in episodes:
+    obs, action = ep["steps"]["observation"], ep["steps"]["action"][:-1]  # [T+1, D], [T, A]
+    T = len(action)
+    episode_latents = wm.episode_latents(obs, action)
+    for s in range(0, T, stride):
+      out["history"].append(obs[np.maximum(np.arange(s - wm.history + 1, s + 1), 0)])
+      out["latent"].append(episode_latents[s])
+      out["actions"].append(_pad(action[s:], length))
+      out["targets"].append(_pad(obs[s + 1:], length))
+      out["last"].append(obs[s])
+      out["valid"].append(np.arange(1, length + 1) <= T - s)
+      out["target_latents"].append(_pad(episode_latents[s + 1:], length))
+  return {k: np.stack(v) for k, v in out.items()}
+
+
 def open_loop_errors(wm: WorldModel, params, episodes: Sequence[dict],
                      horizons: Sequence[int] = (1, 10, 50), stride: int = 10) -> dict:
   """{horizon: {field: {"wm": cm, "copy_last": cm}, "starts": n}} over held-out episodes.
@@ -52,23 +75,10 @@ def open_loop_errors(wm: WorldModel, params, episodes: Sequence[dict],
   Open-loop rollouts start every `stride` steps of every episode (from its real history);
   a horizon counts the starts whose episode still runs that many steps later.
   """
-  length = max(horizons)
-  hists, latents, acts, targets, lasts, valid = [], [], [], [], [], []
-  for ep in episodes:
-    obs, action = ep["steps"]["observation"], ep["steps"]["action"][:-1]  # [T+1, D], [T, A]
-    T = len(action)
-    episode_latents = wm.episode_latents(obs, action)  # the robot's own targets and grip
-    for s in range(0, T, stride):
-      idx = np.maximum(np.arange(s - wm.history + 1, s + 1), 0)
-      hists.append(obs[idx])
-      latents.append(episode_latents[s])
-      acts.append(_pad(action[s:], length))
-      targets.append(_pad(obs[s + 1:], length))
-      lasts.append(obs[s])
-      valid.append(np.arange(1, length + 1) <= T - s)
-  pred, _ = _rollouts(wm, params, np.stack(hists), np.stack(acts), np.stack(latents))
-  targets, valid = np.stack(targets), np.stack(valid)  # [N, L, D], [N, L]
-  copy = np.broadcast_to(np.stack(lasts)[:, None], targets.shape)
+  w = open_loop_windows(wm, episodes, max(horizons), stride)
+  pred = rollouts(wm, params, w["history"], w["actions"], w["latent"])[0]
+  targets, valid = w["targets"], w["valid"]  # [N, L, D], [N, L]
+  copy = np.broadcast_to(w["last"][:, None], targets.shape)
   wm_err = position_error_cm(wm, np.asarray(pred), targets)
   copy_err = position_error_cm(wm, copy, targets)
   out = {}
@@ -88,7 +98,7 @@ def success_agreement(wm: WorldModel, params, episodes: Sequence[dict]) -> dict:
   hists = np.stack([wm.initial_history(ep["steps"]["observation"][0]) for ep in episodes])
   acts = np.stack([_pad(ep["steps"]["action"][:-1], length) for ep in episodes])
   mask = np.stack([np.arange(length) < len(ep["steps"]["action"]) - 1 for ep in episodes])
-  _, success = _rollouts(wm, params, hists, acts)
+  success = rollouts(wm, params, hists, acts)[1]
   wm_success = np.any(np.asarray(success) & mask, axis=1)
   real = np.array([ep["episode_metadata"]["success"] for ep in episodes])
   sources = np.array([ep["episode_metadata"]["source"] for ep in episodes])

@@ -4,11 +4,12 @@
 
 On the held-out split eval_wm uses (the same windows: a start every `start_stride` steps, from
 the real history and hidden state), prints the mean, median and 90th percentile of the error of
-the field eval_wm reports (cloth vertices, or Meta-World's object) at --horizon, and the share of
-it the worst tenth of windows makes, beside the copy-last baseline's mean. For a model that carries a latent (the cloth's pinch,
-Meta-World's mocap target), it also splits the windows by whether the rollout's latent ever
-departs from the real one (integrated from the real observations): a cloth world model whose
-cloth is off at a grasp pinches another vertex, and the fold goes elsewhere.
+the field eval_wm reports (cloth vertices, or Meta-World's object) at --horizon, the share of it
+the worst tenth of windows makes, and the copy-last baseline's mean. For a model that carries a
+latent (the cloth's pinch, Meta-World's mocap target), it also splits the windows by whether
+the rollout's latent ever departs from the real one (integrated from the real observations): a
+cloth world model whose cloth is off at a grasp pinches another vertex, and the fold goes
+elsewhere.
 """
 import json
 
@@ -35,11 +36,11 @@ def main(argv):
   h = _HORIZON.value
   w = evaluate.open_loop_windows(wm, held_out, h, config.world_model.eval.start_stride)
   keep = w["valid"][:, h - 1]  # windows whose episode runs the whole horizon
-  pred, _, latents = evaluate.rollouts(wm, params, w["history"][keep], w["actions"][keep],
-                                       w["latent"][keep])
-  error = evaluate.position_error_cm(wm, np.asarray(pred), w["targets"][keep])[field][:, h - 1]
-  copy = np.broadcast_to(w["last"][keep][:, None], w["targets"][keep].shape)
-  copy_error = evaluate.position_error_cm(wm, copy, w["targets"][keep])[field][:, h - 1]
+  w = {k: v[keep] for k, v in w.items()}
+  pred, _, latents = evaluate.rollouts(wm, params, w["history"], w["actions"], w["latent"])
+  error = evaluate.position_error_cm(wm, np.asarray(pred), w["targets"])[field][:, h - 1]
+  copy = np.broadcast_to(w["last"][:, None], w["targets"].shape)
+  copy_error = evaluate.position_error_cm(wm, copy, w["targets"])[field][:, h - 1]
   worst = np.sort(error)[::-1][:max(len(error) // 10, 1)]
   out = {"workdir": _WORKDIR.value, "field": field, "horizon": h, "windows": int(len(error)),
          "mean_cm": float(error.mean()), "copy_last_mean_cm": float(copy_error.mean()),
@@ -47,7 +48,7 @@ def main(argv):
          "p90_cm": float(np.percentile(error, 90)), "worst_tenth_share": float(worst.sum() /
                                                                              error.sum())}
   if wm.latent_dim:
-    lost = np.any(np.abs(np.asarray(latents) - w["target_latents"][keep]) > 1e-4, axis=(1, 2))
+    lost = np.any(np.abs(np.asarray(latents) - w["target_latents"]) > 1e-4, axis=(1, 2))
     mean = lambda x, where: float(x[where].mean()) if where.any() else None
     out.update(latent_lost=int(lost.sum()), latent_lost_mean_cm=mean(error, lost),
                latent_kept_mean_cm=mean(error, ~lost),

@@ -201,17 +201,16 @@ class WorldModel:
                                               self.obs_dim)
       out = delta[..., p] / (self.obs_stats["std"][p] * self.delta_std)
     else:
-      seen, move = history, action  # what the network sees: world coordinates, or the frame's
+      # What the network sees: world coordinates, or the frame's.
+      seen, move, raw = history, action, self.unnormalize(history)
       if s.frame is not None:
-        raw = self.unnormalize(history)
         origin, rotation = s.frame(raw[..., -1, :])
-        seen = self.normalize(rotate_positions(raw, rotation[..., None, :, :], s.positions,
-                                               origin[..., None, :]))
+        raw = rotate_positions(raw, rotation[..., None, :, :], s.positions, origin[..., None, :])
+        seen = self.normalize(raw)
         move = action.at[..., :3].set(jnp.einsum("...ij,...j->...i", rotation, action[..., :3]))
       inputs = move
       if self.latent_dim:  # from the observation as the network sees it (a pinch has no frame)
-        features = self.structure.latent.features(latent, self.unnormalize(seen[..., -1, :]))
-        inputs = jnp.concatenate([move, features], axis=-1)
+        inputs = jnp.concatenate([move, s.latent.features(latent, raw[..., -1, :])], axis=-1)
       hist = seen[..., p]  # [..., h, P]
       # The last observation and the recent steps' changes in typical-step units: motion is
       # a small difference of large positions, too ill-conditioned to leave to the first layer.

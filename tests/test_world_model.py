@@ -418,3 +418,40 @@ def test_the_cloth_world_model_in_its_fold_line_frame_turns_and_shifts_with_the_
       assert error.max() < 1e-5, error.max()
     else:
       assert error.max() > 1e-3, error.max()
+
+
+def test_a_physics_prior_world_model_steps_as_the_written_out_physics_until_trained():
+  """world_model.physics_prior: the network corrects the cloth's written-out physics
+  (cloth_physics.py), so an untrained one (zero output layer) steps a held cloth exactly as
+  the physics does and leaves an unheld one to the network; it needs the pinch latent."""
+  from hiwm_jax import envs
+  from hiwm_jax.envs import cloth_fold
+  from hiwm_jax.world_model import cloth_physics, init_params
+  from experiments.configs import cloth_fold as cloth_config
+  task = envs.task_fns("cloth_fold")
+  obs, _ = envs.make("cloth_fold").reset(seed=0)
+  corner = np.asarray(cloth_fold.vertices(jnp.asarray(obs)))[cloth_fold.CORNER_A]
+  over = obs.copy()
+  over[task.obs_layout["gripper_pos"]] = corner + [0.0, 0.0, 0.004]
+  config = cloth_config.get_config("smoke").world_model
+  config.physics_prior = True
+  wm = _unit_model(config, task)
+  params = init_params(wm, jax.random.PRNGKey(0))
+  state = wm.init(params, wm.initial_history(over))
+  for action in ([0.0, 0.0, 0.0, 1.0], [0.3, 0.2, 1.0, 1.0], [0.3, 0.2, 1.0, 1.0]):
+    previous, before = wm.unnormalize(state.obs_history[-2:])  # history 2: the velocity
+    state = wm.step(params, state, jnp.asarray(action))
+    assert float(state.latent[cloth_fold.CORNER_A]) == 1.0
+    physics = cloth_physics.next_observation(previous, before, jnp.asarray(action),
+                                             state.latent, cloth_physics.Physics(**config.physics))
+    np.testing.assert_allclose(wm.observe(params, state), physics, atol=1e-5)
+  lifted = cloth_fold.vertices(wm.observe(params, state))[cloth_fold.CORNER_A, 2]
+  assert float(lifted) > float(corner[2]) + 0.02  # the physics carried corner A up
+  config.physics_prior = False
+  plain = _unit_model(config, task)
+  moved = plain.step(params, plain.init(params, plain.initial_history(over)),
+                     jnp.array([0.3, 0.2, 1.0, 1.0]))
+  np.testing.assert_array_equal(plain.observe(params, moved)[4:], over[4:])  # copies
+  config.physics_prior, config.pinch_latent = True, False
+  with pytest.raises(ValueError, match="pinch_latent=True"):
+    _unit_model(config, task)

@@ -107,6 +107,11 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # Off: on the cloth it cut the 50-step error by 8% with agreement mixed, and the chains
       # in results/ were not rerun with it (results/world_model)
       canonical_frame=False,
+      # the network predicts only its correction of the physics written out (the cloth's
+      # position-based dynamics, world_model/cloth_physics.py, with these constants:
+      # experiments/fit_cloth_physics fits them); tasks without written-out physics ignore it
+      physics_prior=False,
+      physics=dict(damping=40.0, pin_rate=0.6, iterations=4, friction=1.0, rest_height=0.0028),
       # 12000 steps: about 12 min on 2 CPU cores for push or pick_place, 25 for the cloth
       train=dict(steps=12000, batch_size=64,  # batch_size windows per ensemble member
                  lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip_norm=1.0, ema_decay=0.995,

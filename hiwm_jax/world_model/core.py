@@ -22,7 +22,8 @@ import numpy as np
 from hiwm_jax.envs.base import TaskFns
 from hiwm_jax.world_model import cloth_graph
 from hiwm_jax.world_model.model import Ensemble, broadcast_members
-from hiwm_jax.world_model.structure import ObsStructure, obs_structure, rotate_positions
+from hiwm_jax.world_model.structure import (ObsStructure, has_prior, obs_structure,
+                                            rotate_positions)
 
 Params = Any
 
@@ -54,6 +55,9 @@ class WorldModel:
     canonical_frame: the network works in a frame read off each observation (the cloth's
       fold line, structure.py), where the physics is the same whatever the cloth's yaw and
       shift. Off unless the config turns it on.
+    physics: the constants of the task's physics written out (the cloth's,
+      cloth_physics.Physics), whose step the network then only corrects; None: no prior, the
+      network predicts the whole step (and always for a task without one).
   """
   task: TaskFns
   history: int
@@ -65,6 +69,7 @@ class WorldModel:
   command_latent: bool = False
   pinch_latent: bool = False
   canonical_frame: bool = False
+  physics: Mapping[str, Any] | None = None
 
   @property
   def obs_dim(self) -> int:
@@ -81,7 +86,7 @@ class WorldModel:
   @functools.cached_property  # trace-time index arrays, built once
   def structure(self) -> ObsStructure:
     return obs_structure(self.task, self.still_rule, self.command_latent, self.pinch_latent,
-                         self.canonical_frame)
+                         self.canonical_frame, self.physics)
 
   @property
   def latent_dim(self) -> int:
@@ -221,6 +226,14 @@ class WorldModel:
         scale = self.obs_stats["std"][p] * self.delta_std
         change = jnp.zeros(out.shape[:-1] + (self.obs_dim,), out.dtype).at[..., p].set(out * scale)
         out = rotate_positions(change, jnp.swapaxes(rotation, -1, -2), s.positions)[..., p] / scale
+    if s.prior is not None:  # the network's output corrects the physics' step
+      raw = self.unnormalize(history[..., -2:, :])  # one observation: a step from rest
+      prior = s.prior(raw[..., 0, :], raw[..., -1, :], action, latent)
+      change = (self.normalize(prior) - history[..., -1, :])[..., p] / self.delta_std
+      # Training sees the physics' change as a constant: its gradient through every solver
+      # pass costs 13 times the step itself (hours on a CPU); the positions it moves still
+      # pass their gradient on to the next step unchanged.
+      out = out + jax.lax.stop_gradient(change)
     still = s.still
     if still is None or self.history < 2:  # one observation shows no motion: cannot tell rest
       return out
@@ -265,6 +278,17 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
   if config.history < 1 or config.ensemble_size < 1:
     raise ValueError(f"world_model.history and ensemble_size must be >= 1; got "
                      f"{config.history} and {config.ensemble_size}")
+  physics = None
+  if config.get("physics_prior", False):
+    physics = dict(config.physics)
+    if not has_prior(task):
+      physics = None  # like the latents: a flag for a task without a prior changes nothing
+    elif not config.get("pinch_latent", False):
+      raise ValueError("world_model.physics_prior needs the held vertex the pinch latent "
+                       "carries: set pinch_latent=True (or physics_prior=False)")
+    elif config.get("network", "mlp") != "mlp":
+      raise ValueError("world_model.physics_prior is for the MLP network: set "
+                       "physics_prior=False for the cloth graph")
   network = config.get("network", "mlp")
   if network == "mlp":
     module = Ensemble(size=config.ensemble_size, hidden=tuple(config.hidden),
@@ -284,7 +308,8 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
                     command_latent=bool(config.get("command_latent", WorldModel.command_latent)),
                     pinch_latent=bool(config.get("pinch_latent", WorldModel.pinch_latent)),
                     canonical_frame=bool(config.get("canonical_frame",
-                                                    WorldModel.canonical_frame)))
+                                                    WorldModel.canonical_frame)),
+                    physics=physics)
 
 
 def init_params(wm: WorldModel, rng: jax.Array) -> Params:

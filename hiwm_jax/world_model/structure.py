@@ -18,10 +18,13 @@ Learning what the simulator guarantees only adds error that compounds over a rol
              wherever it lies (the cloth's fold line): the network sees the observation, the
              move and the pull in it, and its predicted change is turned back
              (`canonical_frame`).
+  prior      the simulator's physics written out (the cloth's, cloth_physics.py): the network
+             predicts only its correction (`physics_prior`).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax.numpy as jnp
@@ -29,6 +32,7 @@ import numpy as np
 
 from hiwm_jax.envs import cloth_fold, metaworld_env
 from hiwm_jax.envs.base import TaskFns
+from hiwm_jax.world_model import cloth_physics
 
 # Per task: layout fields carried, and (field, source field) copies of the previous observation.
 _CARRIED = {"pick_place": ("object2_pad", "goal_pos"), "push": ("object2_pad", "goal_pos")}
@@ -67,6 +71,9 @@ _LATENTS = {("push", "command_latent"): _MOCAP, ("pick_place", "command_latent")
 # physics does not depend on; the network works in it. Only tasks whose scene has no fixed
 # landmark: Meta-World's goals and walls are fixed in the world.
 _FRAMES = {"cloth_fold": cloth_fold.fold_line_frame}
+# Per task: fn(raw previous obs, raw obs, action, latent after it, constants) -> the next raw
+# obs [..., D] by physics written out, and its constants' type. The network predicts the rest.
+_PRIORS = {"cloth_fold": (cloth_physics.next_observation, cloth_physics.Physics)}
 # Fields that are positions in metres: open-loop error is reported on these, in cm.
 _POSITIONS = {"pick_place": ("hand_pos", "object_pos"), "push": ("hand_pos", "object_pos"),
               "cloth_fold": ("gripper_pos", "cloth_verts")}
@@ -86,6 +93,8 @@ class ObsStructure:
   latent: Latent | None = None  # the hidden state carried beside the observations, if any
   frame: Callable | None = None  # raw obs -> (origin, rotation) the network works in (it
   #                                turns the position fields), if any
+  prior: Callable | None = None  # (raw previous obs, raw obs, action, latent after it) -> the
+  #                                next raw obs by physics, which the network corrects; if any
 
 
 def _dims(s: slice) -> np.ndarray:
@@ -93,10 +102,12 @@ def _dims(s: slice) -> np.ndarray:
 
 
 def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool = False,
-                  pinch_latent: bool = False, canonical_frame: bool = False) -> ObsStructure:
+                  pinch_latent: bool = False, canonical_frame: bool = False,
+                  physics=None) -> ObsStructure:
   """The task's structure; still_rule=False leaves every step to the network, with neither
-  latent flag (or a task without that latent) no hidden state is carried, and without
-  canonical_frame (or a task without one) the network works in world coordinates."""
+  latent flag (or a task without that latent) no hidden state is carried, without
+  canonical_frame (or a task without one) the network works in world coordinates, and without
+  physics constants (or a task without a prior) the network predicts the whole step."""
   layout = task.obs_layout
   carried = [_dims(layout[f]) for f in _CARRIED.get(task.name, ())]
   copy_to = [_dims(layout[f]) for f, _ in _COPIED.get(task.name, ())]
@@ -113,9 +124,22 @@ def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool 
   flags = {"command_latent": command_latent, "pinch_latent": pinch_latent}
   latents = [_LATENTS[task.name, f] for f, on in flags.items() if on and (task.name, f) in _LATENTS]
   frame = _FRAMES.get(task.name) if canonical_frame else None
+  prior = None
+  if physics is not None and task.name in _PRIORS:
+    step, constants = _PRIORS[task.name]
+    prior = functools.partial(_with_constants, step, constants(**dict(physics)))
   return ObsStructure(predicted.astype(np.int32), cat(copy_to), cat(copy_from), positions,
                       commanded_dims, fn, still, still_mask, latents[0] if latents else None,
-                      frame)
+                      frame, prior)
+
+
+def has_prior(task: TaskFns) -> bool:
+  """Whether the task has physics written out for a world model to correct."""
+  return task.name in _PRIORS
+
+
+def _with_constants(step, constants, previous, obs, action, latent):
+  return step(previous, obs, action, latent, constants)
 
 
 def rotate_positions(obs, rotation, positions, origin=None):

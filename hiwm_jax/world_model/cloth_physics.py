@@ -4,13 +4,13 @@ The simulator's cloth (envs/assets/cloth_fold.xml) is simple physics: an 8x8 gri
 masses joined by inextensible edges (along both grid axes and one diagonal a square), no
 bending stiffness, light damping, friction on a table plane, and a pinch that pulls one vertex
 to the gripper. Position-based dynamics (Mueller et al. 2007) steps that in a few lines of
-dense array code, so the network need only learn what this misses (the soft constraints'
-give, the self-contact of a fold) instead of all of the cloth's motion: its error then stops
-compounding as a learned carry's does.
+dense array code, so while the gripper holds the cloth the network need only learn what this
+misses (the soft constraints' give, the pinch's lag) instead of the whole carry.
 
 Everything is a pure function of raw observations [..., D] (task units), vectorized over
-leading axes, differentiable, and built from slices and reshapes (no gathers), so it runs
-inside the multi-step training loss at every unrolled step.
+leading axes and built from slices and reshapes (no gathers), so it runs inside the
+multi-step training loss at every unrolled step (forward only: training stops its gradient,
+world_model/train.py says why).
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ class Physics:
     damping: 1/s, velocity decay rate (the joints' damping over a vertex mass, and more: it
       stands in for the energy the simulator's soft constraints absorb).
     pin_rate: share of the gap to the gripper a pinched vertex closes per solver iteration.
-    substeps: physics steps per control step (the simulator takes 12; fewer cost less).
+    substeps: physics steps per control step (the simulator takes 12; fewer cost less, but
+      friction and the pinch then act less often than the simulator's, and the carry drifts).
     iterations: constraint-solver passes per physics step.
     friction: Coulomb coefficient between vertex and table.
     rest_height: metres; a vertex on the table rests its centre this high.
@@ -59,7 +60,7 @@ def edges() -> list[tuple[int, int]]:
 
 
 # Inside, arrays are batch-minor: a grid [N, N, 3, B] (ix, iy, xyz, batch), so every slice is
-# a block of whole batch rows and every update vectorizes over the batch (5x faster on CPU
+# a block of whole batch rows and every update vectorizes over the batch (3x faster on CPU
 # than xyz-minor [B, N, N, 3]).
 
 

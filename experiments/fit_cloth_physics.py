@@ -83,11 +83,10 @@ def main(argv):
       if got[h] < score[h]:
         best, score = trial, got
   print("fitted: " + " ".join(f"--config.world_model.physics.{k}={v}" for k, v in best.items()))
-  held = evaluate.open_loop_windows(wm, held_out, h, stride)
-  alone = _errors(config, task, best, held, horizons)
-  last = np.broadcast_to(held["last"][:, None], held["targets"].shape)
-  copy = evaluate.position_error_cm(wm, last, held["targets"])["cloth_verts"]
-  copy = {k: float(copy[held["valid"][:, k - 1], k - 1].mean()) for k in horizons}
+  held = evaluate.open_loop_errors(*_physics_alone(config, task, best), held_out, horizons,
+                                   stride)
+  alone = {k: held[k]["cloth_verts"]["wm"] for k in horizons}
+  copy = {k: held[k]["cloth_verts"]["copy_last"] for k in horizons}
   print("held-out split, physics alone / copy-last (cm): " + ", ".join(
       f"{k}-step {alone[k]:.3f} / {copy[k]:.3f}" for k in horizons))
   out = _OUT.value or os.path.join(config.data_dir, config.task)

@@ -10,7 +10,6 @@ from hiwm_jax.envs.episode import expert_controller
 from hiwm_jax.world_model import cloth_physics
 
 _step = jax.jit(cloth_physics.next_observation)
-_next_pinch = jax.jit(cloth_fold.next_pinch)
 
 
 @pytest.fixture(scope="module")

@@ -121,8 +121,11 @@ class WorldModel:
       raise ValueError(f"action has shape {tuple(action.shape)}; expected ({self.action_dim},)")
     latent = self.next_latent(state.latent, self.observe(params, state), action)
     e = self.ensemble_size
+    prior = (None if self.structure.prior is None else broadcast_members(
+        self.prior_change(state.obs_history, jnp.clip(action, -1.0, 1.0), latent), e))
     out = self.apply_members(params, broadcast_members(state.obs_history, e),
-                             broadcast_members(action, e), broadcast_members(latent, e))  # [E, P]
+                             broadcast_members(action, e), broadcast_members(latent, e),
+                             prior)  # [E, P]
     history = jnp.concatenate([state.obs_history[1:], self.advance(state.obs_history,
                                                                    out.mean(0), action)[None]])
     return WMState(obs_history=history, risk=self.disagreement(out) / self.risk_scale,
@@ -194,10 +197,25 @@ class WorldModel:
   def unnormalize(self, obs):
     return obs * self.obs_stats["std"] + self.obs_stats["mean"]
 
-  def apply_members(self, params: Params, history, action, latent=None) -> jax.Array:
+  def prior_change(self, history, action, latent) -> jax.Array:
+    """The physics prior's change [..., P] over a step from history [..., h, obs_dim] with
+    the (clipped) action and the latent after it, in typical-step units.
+
+    It carries no gradient: through every solver pass that costs 13 times the step itself
+    (hours of training on a CPU); the positions it moves still pass their gradient on to the
+    next step unchanged."""
+    raw = self.unnormalize(history[..., -2:, :])  # one observation: a step from rest
+    prior = self.structure.prior(raw[..., 0, :], raw[..., -1, :], action, latent)
+    change = (self.normalize(prior) - history[..., -1, :])[..., self.structure.predicted]
+    return jax.lax.stop_gradient(change / self.delta_std)
+
+  def apply_members(self, params: Params, history, action, latent=None,
+                    prior_change=None) -> jax.Array:
     """Members' outputs [E, ..., P] from histories [E, ..., h, obs_dim], actions [E, ..., A]
     and, with a latent, the latent after the action [E, ..., C]: each member's predicted
-    change, zero in the dims the structure says stay still."""
+    change, zero in the dims the structure says stay still. With a physics prior, its change
+    is added (`prior_change` [E, ..., P] where the caller has it: one physics step for all
+    members when they share their inputs)."""
     s, action = self.structure, jnp.clip(action, -1.0, 1.0)
     p = s.predicted
     if isinstance(self.module, cloth_graph.GraphEnsemble):  # per vertex, in metres
@@ -227,13 +245,8 @@ class WorldModel:
         change = jnp.zeros(out.shape[:-1] + (self.obs_dim,), out.dtype).at[..., p].set(out * scale)
         out = rotate_positions(change, jnp.swapaxes(rotation, -1, -2), s.positions)[..., p] / scale
     if s.prior is not None:  # the network's output corrects the physics' step
-      raw = self.unnormalize(history[..., -2:, :])  # one observation: a step from rest
-      prior = s.prior(raw[..., 0, :], raw[..., -1, :], action, latent)
-      change = (self.normalize(prior) - history[..., -1, :])[..., p] / self.delta_std
-      # Training sees the physics' change as a constant: its gradient through every solver
-      # pass costs 13 times the step itself (hours on a CPU); the positions it moves still
-      # pass their gradient on to the next step unchanged.
-      out = out + jax.lax.stop_gradient(change)
+      out = out + (self.prior_change(history, action, latent) if prior_change is None else
+                   prior_change)
     still = s.still
     if still is None or self.history < 2:  # one observation shows no motion: cannot tell rest
       return out

@@ -71,8 +71,9 @@ _LATENTS = {("push", "command_latent"): _MOCAP, ("pick_place", "command_latent")
 # physics does not depend on; the network works in it. Only tasks whose scene has no fixed
 # landmark: Meta-World's goals and walls are fixed in the world.
 _FRAMES = {"cloth_fold": cloth_fold.fold_line_frame}
-# Per task: fn(raw previous obs, raw obs, action, latent after it, constants) -> the next raw
-# obs [..., D] by physics written out, and its constants' type. The network predicts the rest.
+# Per task: fn(raw previous obs, raw obs, action, latent after it, physics=constants) -> the
+# next raw obs [..., D] by physics written out, and the constants' type. The network predicts
+# the rest.
 _PRIORS = {"cloth_fold": (cloth_physics.next_observation, cloth_physics.Physics)}
 # Fields that are positions in metres: open-loop error is reported on these, in cm.
 _POSITIONS = {"pick_place": ("hand_pos", "object_pos"), "push": ("hand_pos", "object_pos"),
@@ -127,7 +128,7 @@ def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool 
   prior = None
   if physics is not None and task.name in _PRIORS:
     step, constants = _PRIORS[task.name]
-    prior = functools.partial(_with_constants, step, constants(**dict(physics)))
+    prior = functools.partial(step, physics=constants(**dict(physics)))
   return ObsStructure(predicted.astype(np.int32), cat(copy_to), cat(copy_from), positions,
                       commanded_dims, fn, still, still_mask, latents[0] if latents else None,
                       frame, prior)
@@ -136,10 +137,6 @@ def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool 
 def has_prior(task: TaskFns) -> bool:
   """Whether the task has physics written out for a world model to correct."""
   return task.name in _PRIORS
-
-
-def _with_constants(step, constants, previous, obs, action, latent):
-  return step(previous, obs, action, latent, constants)
 
 
 def rotate_positions(obs, rotation, positions, origin=None):

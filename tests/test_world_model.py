@@ -455,3 +455,34 @@ def test_a_physics_prior_world_model_steps_as_the_written_out_physics_until_trai
   config.physics_prior, config.pinch_latent = True, False
   with pytest.raises(ValueError, match="pinch_latent=True"):
     _unit_model(config, task)
+
+
+def test_input_noise_shifts_only_the_free_positions_and_zero_noise_is_the_plain_loss(data_dir):
+  from hiwm_jax import envs
+  from hiwm_jax.world_model import core
+  from hiwm_jax.world_model.train import make_loss, noised_dims
+  task = envs.task_fns("cloth_fold")
+  config = _config(data_dir)
+  config.world_model.update(pinch_latent=True)
+  wm = _unit_model(config.world_model, task)
+  assert set(noised_dims(wm)) == set(range(4, task.obs_dim))  # the vertices: not the gripper,
+  # which the actions set exactly, nor its closed flag
+  push = envs.task_fns("push")
+  assert set(noised_dims(_unit_model(config.world_model, push))) == {0, 1, 2, 4, 5, 6}
+
+  params = _moving_params(wm)
+  rng = np.random.default_rng(0)
+  E, B, K = wm.ensemble_size, 3, 4
+  obs = rng.normal(0, 0.1, (E, B, wm.history + K, task.obs_dim)).astype(np.float32)
+  obs[..., 3] = 0.0  # open gripper: no pinch
+  batch = {"history": obs[:, :, :wm.history], "next_obs": obs[:, :, wm.history:],
+           "action": rng.uniform(-1, 1, (E, B, K, 4)).astype(np.float32),
+           "mask": np.ones((E, B, K), bool),
+           "latent": np.zeros((E, B, wm.latent_dim), np.float32)}
+  key = jax.random.PRNGKey(0)
+  plain = make_loss(wm, 1.0)(params, batch, key)[0]
+  assert make_loss(wm, 1.0, 0.0)(params, batch, key)[0] == plain
+  noisy = jax.jit(make_loss(wm, 1.0, 0.01))
+  assert noisy(params, batch, key)[0] == noisy(params, batch, key)[0]  # deterministic per key
+  assert noisy(params, batch, key)[0] != plain
+  assert noisy(params, batch, jax.random.PRNGKey(1))[0] != noisy(params, batch, key)[0]

@@ -25,8 +25,22 @@ CALIBRATION_FILE = "risk_calibration.json"
 RISK_PERCENTILE = 95.0  # one-step disagreement on training windows at this percentile = risk 1
 
 
-def make_loss(wm: core.WorldModel, one_step_weight: float):
+def noised_dims(wm: core.WorldModel) -> np.ndarray:
+  """Dims [N] that training noise moves: the predicted positions (metres) the actions do not
+  set exactly."""
+  s = wm.structure
+  positions = np.concatenate([np.arange(sl.start, sl.stop) for _, sl in s.positions])
+  return np.setdiff1d(np.intersect1d(positions, s.predicted), s.commanded_dims)
+
+
+def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 0.0):
   """`loss(params, batch, rng)` on a batch [E, B, ...] (one bootstrapped batch per member).
+
+  `input_noise` > 0: each window starts from its history shifted by Gaussian noise of that
+  std (metres; the same shift in every history frame, so velocities stay true) in the
+  predicted positions, while the targets stay the recorded ones: the model learns to steer
+  states a little off the data back onto it, instead of letting its own errors compound
+  (Sanchez-Gonzalez et al. 2020 add such noise for the same reason).
 
   Each member unrolls its own predictions through the window's actions (`lax.scan`), so the
   loss sees how its errors compound; plus a one-step term in typical-step units.
@@ -40,9 +54,14 @@ def make_loss(wm: core.WorldModel, one_step_weight: float):
   pred = wm.structure.predicted
   through_time = wm.structure.prior is None
 
+  noised = noised_dims(wm)
+
   def loss(params, batch, rng):
-    del rng
-    hist = wm.normalize(batch["history"])  # [E, B, h, D]
+    history = batch["history"]
+    if input_noise > 0:
+      shift = input_noise * jax.random.normal(rng, history.shape[:-2] + (1, noised.size))
+      history = history.at[..., noised].add(shift.astype(history.dtype))
+    hist = wm.normalize(history)  # [E, B, h, D]
     target = wm.normalize(batch["next_obs"])  # [E, B, K, D]
     mask = batch["mask"].astype(jnp.float32)  # [E, B, K]
     chex.assert_rank([hist, target, mask], [4, 4, 3])
@@ -148,7 +167,8 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
               "obs_stats": normalization.stats_to_json({"observation": obs_stats})["observation"],
               "delta_std": wm.delta_std.tolist(), "num_episodes": len(episodes),
               "num_held_out_episodes": len(held_out), "num_windows": len(sampler)}
-  state = training.fit(state, training.make_train_step(make_loss(wm, cfg.one_step_weight), tx,
+  state = training.fit(state, training.make_train_step(make_loss(wm, cfg.one_step_weight,
+                                                                 cfg.get("input_noise", 0.0)), tx,
                                                        cfg.train.ema_decay),
                        lambda step: sample(step, cfg.train.batch_size), steps=cfg.train.steps,
                        rng=jax.random.fold_in(rng, 1), workdir=workdir,

@@ -459,7 +459,6 @@ def test_a_physics_prior_world_model_steps_as_the_written_out_physics_until_trai
 
 def test_input_noise_shifts_only_the_free_positions_and_zero_noise_is_the_plain_loss(data_dir):
   from hiwm_jax import envs
-  from hiwm_jax.world_model import core
   from hiwm_jax.world_model.train import make_loss, noised_dims
   task = envs.task_fns("cloth_fold")
   config = _config(data_dir)
@@ -486,3 +485,10 @@ def test_input_noise_shifts_only_the_free_positions_and_zero_noise_is_the_plain_
   assert noisy(params, batch, key)[0] == noisy(params, batch, key)[0]  # deterministic per key
   assert noisy(params, batch, key)[0] != plain
   assert noisy(params, batch, jax.random.PRNGKey(1))[0] != noisy(params, batch, key)[0]
+
+
+def test_negative_input_noise_is_refused_by_name(data_dir, tmp_path):
+  config = _config(data_dir, steps=2)
+  config.world_model.input_noise = -0.001
+  with pytest.raises(ValueError, match="input_noise"):
+    train_world_model(config, str(tmp_path))

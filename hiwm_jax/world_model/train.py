@@ -127,6 +127,9 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
   cfg = config.world_model
   if cfg.unroll < 1:
     raise ValueError(f"world_model.unroll must be >= 1; got {cfg.unroll}")
+  input_noise = cfg.get("input_noise", 0.0)  # configs saved before it existed have none
+  if not input_noise >= 0:
+    raise ValueError(f"world_model.input_noise is a std in metres, >= 0; got {input_noise}")
   episodes, held_out, used = load_split(config)
   task = envs.task_fns(config.task)
   obs_dim = episodes[0]["steps"]["observation"].shape[1]
@@ -168,7 +171,7 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
               "delta_std": wm.delta_std.tolist(), "num_episodes": len(episodes),
               "num_held_out_episodes": len(held_out), "num_windows": len(sampler)}
   state = training.fit(state, training.make_train_step(make_loss(wm, cfg.one_step_weight,
-                                                                 cfg.get("input_noise", 0.0)), tx,
+                                                                 input_noise), tx,
                                                        cfg.train.ema_decay),
                        lambda step: sample(step, cfg.train.batch_size), steps=cfg.train.steps,
                        rng=jax.random.fold_in(rng, 1), workdir=workdir,

@@ -4,12 +4,17 @@ model's open-loop error.
 From each start (every --stride steps of a play-like episode: random first steps, then the
 noisy expert), every vertex is moved by N(0, sigma^2) per axis and the episode's own actions
 are replayed; the mean vertex distance to the unmoved run is reported after 1, 10 and 50
-steps, as `eval_wm` reports a world model's. The unperturbed replay's gap to the recorded
-episode checks that replay is exact. Starts whose perturbed run pinches a different vertex
+steps, as `eval_wm` reports a world model's (with copy-last on the same starts). The
+unperturbed replay's gap to the recorded episode checks that replay is exact. Starts whose perturbed run pinches a different vertex
 than the unmoved one are counted apart: a closing gripper takes the nearest vertex, so a tiny
 error can flip which one.
 
+With --every_step, fresh noise moves the vertices before every step, not only at the start:
+a stand-in for a world model whose own step errs a little, without bias, every step (a model's
+errors come back each step; a single kick at the start is the floor under that).
+
   python -m experiments.cloth_sensitivity [--episodes=16] [--sigmas_mm=0.001,0.1,0.7,2.2]
+  python -m experiments.cloth_sensitivity --every_step --sigmas_mm=0.1,0.2,0.4
 """
 import numpy as np
 import tqdm
@@ -24,17 +29,21 @@ _SIGMAS = flags.DEFINE_list("sigmas_mm", ["0.001", "0.1", "0.7", "2.2"],
                             "Per-axis perturbation std devs, millimetres.")
 _HORIZONS = flags.DEFINE_list("horizons", ["1", "10", "50"], "Steps after the perturbation.")
 _STRIDE = flags.DEFINE_integer("stride", 10, "Steps between starts.")
+_EVERY_STEP = flags.DEFINE_bool("every_step", False, "Perturb before every step, not only at "
+                                "the start.")
 _SEED0 = 5_000_000  # apart from data, play, rollout, Hi-WM and evaluation seeds
 
 
 def replay_from(env, seed, actions, t0, offsets, horizons):
-  """(mean vertex positions after each horizon [H, 64, 3], pinched vertex per step [max h])."""
+  """(mean vertex positions after each horizon [H, 64, 3], pinched vertex per step [max h]);
+  offsets [max h, 64, 3] move the vertices before each step (zeros: not at all)."""
   env.reset(seed=seed)
   for action in actions[:t0]:
     env.step(action)
-  env.nudge_vertices(offsets)
   verts, pinched = [], []
   for k in range(1, max(horizons) + 1):
+    if np.any(offsets[k - 1]):
+      env.nudge_vertices(offsets[k - 1])
     obs, *_ = env.step(actions[t0 + k - 1])
     pinched.append(env.pinched_vertex())
     if k in horizons:
@@ -52,27 +61,39 @@ def main(argv):
   errors = {s: [] for s in sigmas}  # per start: [H] cm
   flipped = {s: [] for s in sigmas}  # per start: a different vertex was pinched
   replay_gap = 0.0  # the unperturbed replay against the recorded episode: 0 if deterministic
+  copy_last = []  # per start: [H] cm, the start's cloth against the recorded one (eval_wm's baseline)
   for i in tqdm.trange(_EPISODES.value, desc="cloth episodes"):
     seed = _SEED0 + i
     episode = run_episode(env, controller, seed, random_prefix=20, random_action_prob=0.1)
     for t0 in range(0, len(episode.actions) - max(horizons) + 1, _STRIDE.value):
-      reference, ref_pinched = replay_from(env, seed, episode.actions, t0,
-                                           np.zeros((cloth_fold.N_VERTS, 3)), horizons)
+      shape = (max(horizons), cloth_fold.N_VERTS, 3)
+      reference, ref_pinched = replay_from(env, seed, episode.actions, t0, np.zeros(shape),
+                                           horizons)
       recorded = np.stack([cloth_fold.vertices(episode.observations[t0 + h]) for h in horizons])
       replay_gap = max(replay_gap, float(np.abs(reference - recorded).max()))
+      start = cloth_fold.vertices(episode.observations[t0])
+      copy_last.append(100 * np.linalg.norm(recorded - start, axis=-1).mean(-1))
       for s in sigmas:
-        verts, pinched = replay_from(env, seed, episode.actions, t0,
-                                     rng.normal(0.0, s, (cloth_fold.N_VERTS, 3)), horizons)
+        offsets = np.zeros(shape)
+        if _EVERY_STEP.value:
+          offsets = rng.normal(0.0, s, shape)
+        else:
+          offsets[0] = rng.normal(0.0, s, shape[1:])
+        verts, pinched = replay_from(env, seed, episode.actions, t0, offsets, horizons)
         errors[s].append(100 * np.linalg.norm(verts - reference, axis=-1).mean(-1))
         flipped[s].append(bool(np.any(pinched != ref_pinched)))
   env.close()
   head = " | ".join(f"{h}-step (cm)" for h in horizons)
-  print(f"cloth_fold, {_EPISODES.value} play-like episodes, {len(errors[sigmas[0]])} starts: "
+  when = "before every step" if _EVERY_STEP.value else "at the start"
+  print(f"cloth_fold, {_EPISODES.value} play-like episodes, {len(errors[sigmas[0]])} starts, "
+        f"perturbed {when}: "
         "mean vertex error after the same actions, perturbed vs unperturbed run; the "
         f"unperturbed replay differs from the recorded episode by at most {replay_gap:g} m")
   print(f"| sigma per axis (mm) | {head} | {horizons[-1]}-step, max (cm) | starts with "
         f"another vertex pinched | {horizons[-1]}-step without those (cm) |")
   print("|---" * (len(horizons) + 4) + "|")
+  print(f"| copy-last | " + " | ".join(f"{e:.4f}" for e in np.mean(copy_last, 0)) +
+        " | | | |")
   for s in sigmas:
     err, flip = np.array(errors[s]), np.array(flipped[s])
     rest = f"{err[~flip, -1].mean():.4f}" if (~flip).any() else "-"

@@ -13,16 +13,24 @@ With --every_step, fresh noise moves the vertices before every step, not only at
 a stand-in for a world model whose own step errs a little, without bias, every step (a model's
 errors come back each step; a single kick at the start is the floor under that).
 
+With --config, the episodes are that config's held-out world-model split instead (recorded
+demos, play and base-policy rollouts, replayed from their seeds and actions): the very windows
+`eval_wm` judges a world model on.
+
   python -m experiments.cloth_sensitivity [--episodes=16] [--sigmas_mm=0.001,0.1,0.7,2.2]
   python -m experiments.cloth_sensitivity --every_step --sigmas_mm=0.1,0.2,0.4
+  python -m experiments.cloth_sensitivity --every_step --config=experiments/configs/cloth_fold.py \
+      --config.data_dir=/tmp/hiwm3
 """
 import numpy as np
 import tqdm
 from absl import app, flags
+from ml_collections import config_flags
 
 from hiwm_jax import envs
 from hiwm_jax.envs import cloth_fold
 from hiwm_jax.envs.episode import expert_controller, run_episode
+from hiwm_jax.world_model.data import load_split
 
 _EPISODES = flags.DEFINE_integer("episodes", 16, "Play-like episodes (seeds 5,000,000 + i).")
 _SIGMAS = flags.DEFINE_list("sigmas_mm", ["0.001", "0.1", "0.7", "2.2"],
@@ -31,7 +39,27 @@ _HORIZONS = flags.DEFINE_list("horizons", ["1", "10", "50"], "Steps after the pe
 _STRIDE = flags.DEFINE_integer("stride", 10, "Steps between starts.")
 _EVERY_STEP = flags.DEFINE_bool("every_step", False, "Perturb before every step, not only at "
                                 "the start.")
+_CONFIG = config_flags.DEFINE_config_file("config", None, "A cloth_fold config: replay its "
+                                          "held-out world-model split instead of play.")
 _SEED0 = 5_000_000  # apart from data, play, rollout, Hi-WM and evaluation seeds
+
+
+def play_episodes(env, count):
+  """(seed, observations [T+1, D], actions [T, A]) of `count` new play-like episodes."""
+  controller = expert_controller(env.task, noise_scale=0.3)
+  for i in range(count):
+    episode = run_episode(env, controller, _SEED0 + i, random_prefix=20, random_action_prob=0.1)
+    yield _SEED0 + i, episode.observations, episode.actions
+
+
+def held_out_episodes(config):
+  """(seed, observations, actions) of the config's held-out world-model episodes."""
+  if config.task != "cloth_fold":
+    raise app.UsageError(f"this measures the cloth simulator; --config is for {config.task}")
+  for episode in load_split(config)[1]:
+    steps = episode["steps"]
+    yield (int(episode["episode_metadata"]["seed"]), steps["observation"],
+           steps["action"][:-1])
 
 
 def replay_from(env, seed, actions, t0, offsets, horizons):
@@ -56,22 +84,23 @@ def main(argv):
   sigmas = [float(s) / 1000.0 for s in _SIGMAS.value]
   horizons = [int(h) for h in _HORIZONS.value]
   env = envs.make("cloth_fold")
-  controller = expert_controller(env.task, noise_scale=0.3)
+  if _CONFIG.value is None:
+    episodes, what = list(play_episodes(env, _EPISODES.value)), "play-like episodes"
+  else:
+    episodes, what = list(held_out_episodes(_CONFIG.value)), "held-out episodes"
   rng = np.random.default_rng(0)
   errors = {s: [] for s in sigmas}  # per start: [H] cm
   flipped = {s: [] for s in sigmas}  # per start: a different vertex was pinched
   replay_gap = 0.0  # the unperturbed replay against the recorded episode: 0 if deterministic
   copy_last = []  # per start: [H] cm, the start's cloth against the recorded one (eval_wm's baseline)
-  for i in tqdm.trange(_EPISODES.value, desc="cloth episodes"):
-    seed = _SEED0 + i
-    episode = run_episode(env, controller, seed, random_prefix=20, random_action_prob=0.1)
-    for t0 in range(0, len(episode.actions) - max(horizons) + 1, _STRIDE.value):
+  for seed, observations, actions in tqdm.tqdm(episodes, desc="cloth episodes"):
+    for t0 in range(0, len(actions) - max(horizons) + 1, _STRIDE.value):
       shape = (max(horizons), cloth_fold.N_VERTS, 3)
-      reference, ref_pinched = replay_from(env, seed, episode.actions, t0, np.zeros(shape),
+      reference, ref_pinched = replay_from(env, seed, actions, t0, np.zeros(shape),
                                            horizons)
-      recorded = np.stack([cloth_fold.vertices(episode.observations[t0 + h]) for h in horizons])
+      recorded = np.stack([cloth_fold.vertices(observations[t0 + h]) for h in horizons])
       replay_gap = max(replay_gap, float(np.abs(reference - recorded).max()))
-      start = cloth_fold.vertices(episode.observations[t0])
+      start = cloth_fold.vertices(observations[t0])
       copy_last.append(100 * np.linalg.norm(recorded - start, axis=-1).mean(-1))
       for s in sigmas:
         offsets = np.zeros(shape)
@@ -79,13 +108,13 @@ def main(argv):
           offsets = rng.normal(0.0, s, shape)
         else:
           offsets[0] = rng.normal(0.0, s, shape[1:])
-        verts, pinched = replay_from(env, seed, episode.actions, t0, offsets, horizons)
+        verts, pinched = replay_from(env, seed, actions, t0, offsets, horizons)
         errors[s].append(100 * np.linalg.norm(verts - reference, axis=-1).mean(-1))
         flipped[s].append(bool(np.any(pinched != ref_pinched)))
   env.close()
   head = " | ".join(f"{h}-step (cm)" for h in horizons)
   when = "before every step" if _EVERY_STEP.value else "at the start"
-  print(f"cloth_fold, {_EPISODES.value} play-like episodes, {len(errors[sigmas[0]])} starts, "
+  print(f"cloth_fold, {len(episodes)} {what}, {len(errors[sigmas[0]])} starts, "
         f"perturbed {when}: "
         "mean vertex error after the same actions, perturbed vs unperturbed run; the "
         f"unperturbed replay differs from the recorded episode by at most {replay_gap:g} m")

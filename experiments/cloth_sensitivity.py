@@ -5,17 +5,17 @@ From each start (every --stride steps of a play-like episode: random first steps
 noisy expert), every vertex is moved by N(0, sigma^2) per axis and the episode's own actions
 are replayed; the mean vertex distance to the unmoved run is reported after 1, 10 and 50
 steps, as `eval_wm` reports a world model's (with copy-last on the same starts). The
-unperturbed replay's gap to the recorded episode checks that replay is exact. Starts whose perturbed run pinches a different vertex
-than the unmoved one are counted apart: a closing gripper takes the nearest vertex, so a tiny
-error can flip which one.
+unperturbed replay's gap to the recorded episode checks that replay is exact. Starts whose
+perturbed run pinches a different vertex than the unmoved one are counted apart: a closing
+gripper takes the nearest vertex, so a tiny error can flip which one.
 
 With --every_step, fresh noise moves the vertices before every step, not only at the start:
 a stand-in for a world model whose own step errs a little, without bias, every step (a model's
 errors come back each step; a single kick at the start is the floor under that).
 
 With --config, the episodes are that config's held-out world-model split instead (recorded
-demos, play and base-policy rollouts, replayed from their seeds and actions): the very windows
-`eval_wm` judges a world model on.
+demos, play and base-policy rollouts, replayed from their seeds and actions): at 50 steps,
+the very windows `eval_wm` judges a world model on.
 
   python -m experiments.cloth_sensitivity [--episodes=16] [--sigmas_mm=0.001,0.1,0.7,2.2]
   python -m experiments.cloth_sensitivity --every_step --sigmas_mm=0.1,0.2,0.4
@@ -92,7 +92,7 @@ def main(argv):
   errors = {s: [] for s in sigmas}  # per start: [H] cm
   flipped = {s: [] for s in sigmas}  # per start: a different vertex was pinched
   replay_gap = 0.0  # the unperturbed replay against the recorded episode: 0 if deterministic
-  copy_last = []  # per start: [H] cm, the start's cloth against the recorded one (eval_wm's baseline)
+  copy_last = []  # per start: [H] cm, the start's cloth against the recorded one (eval_wm's)
   for seed, observations, actions in tqdm.tqdm(episodes, desc="cloth episodes"):
     for t0 in range(0, len(actions) - max(horizons) + 1, _STRIDE.value):
       shape = (max(horizons), cloth_fold.N_VERTS, 3)
@@ -121,7 +121,7 @@ def main(argv):
   print(f"| sigma per axis (mm) | {head} | {horizons[-1]}-step, max (cm) | starts with "
         f"another vertex pinched | {horizons[-1]}-step without those (cm) |")
   print("|---" * (len(horizons) + 4) + "|")
-  print(f"| copy-last | " + " | ".join(f"{e:.4f}" for e in np.mean(copy_last, 0)) +
+  print("| copy-last | " + " | ".join(f"{e:.4f}" for e in np.mean(copy_last, 0)) +
         " | | | |")
   for s in sigmas:
     err, flip = np.array(errors[s]), np.array(flipped[s])

@@ -16,7 +16,9 @@ mkdir -p "${out_root}"
 names=()
 for spec in "$@"; do
   name=${spec%%=*} overrides=${spec#*=}
-  [[ -n "${name}" && "${spec}" == *=* ]] || { echo "bad run spec '${spec}': want NAME=OVERRIDES"; exit 2; }
+  if [[ -z "${name}" || "${spec}" != *=* ]]; then
+    echo "bad run spec '${spec}': want NAME=OVERRIDES"; exit 2
+  fi
   names+=("${name}")
   # shellcheck disable=SC2086  # the overrides are meant to split into flags
   python3 -m experiments.train_wm --config="${config}" --config.data_dir="${data_dir}" \

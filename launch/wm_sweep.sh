@@ -11,14 +11,16 @@ cd "$(dirname "$0")/.."
 [[ $# -ge 4 ]] || { sed -n '2,8p' "$0"; exit 2; }
 config=$1 data_dir=$2 out_root=$3
 shift 3
+for spec in "$@"; do  # every spec checked before anything starts
+  if [[ "${spec}" != *=* || -z "${spec%%=*}" ]]; then
+    echo "bad run spec '${spec}': want NAME=OVERRIDES"; exit 2
+  fi
+done
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several processes share the one GPU's memory
 mkdir -p "${out_root}"
 names=()
 for spec in "$@"; do
   name=${spec%%=*} overrides=${spec#*=}
-  if [[ -z "${name}" || "${spec}" != *=* ]]; then
-    echo "bad run spec '${spec}': want NAME=OVERRIDES"; exit 2
-  fi
   names+=("${name}")
   # shellcheck disable=SC2086  # the overrides are meant to split into flags
   python3 -m experiments.train_wm --config="${config}" --config.data_dir="${data_dir}" \

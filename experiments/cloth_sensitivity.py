@@ -93,9 +93,9 @@ def main(argv):
   flipped = {s: [] for s in sigmas}  # per start: a different vertex was pinched
   replay_gap = 0.0  # the unperturbed replay against the recorded episode: 0 if deterministic
   copy_last = []  # per start: [H] cm, the start's cloth against the recorded one (eval_wm's)
+  shape = (max(horizons), cloth_fold.N_VERTS, 3)  # offsets: before each step of a replay
   for seed, observations, actions in tqdm.tqdm(episodes, desc="cloth episodes"):
     for t0 in range(0, len(actions) - max(horizons) + 1, _STRIDE.value):
-      shape = (max(horizons), cloth_fold.N_VERTS, 3)
       reference, ref_pinched = replay_from(env, seed, actions, t0, np.zeros(shape),
                                            horizons)
       recorded = np.stack([cloth_fold.vertices(observations[t0 + h]) for h in horizons])

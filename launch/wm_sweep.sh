@@ -28,12 +28,16 @@ for spec in "$@"; do
 done
 failed=0
 for job in $(jobs -p); do wait "${job}" || failed=1; done
-for name in "${names[@]}"; do
+for name in "${names[@]}"; do  # the evaluations at once too
   if [[ ! -f "${out_root}/${name}/risk_calibration.json" ]]; then
     echo "${name}: training failed, see ${out_root}/${name}.log"; failed=1; continue
   fi
   python3 -m experiments.eval_wm --workdir="${out_root}/${name}" --fresh_episodes=0 \
-      > "${out_root}/${name}.eval.log" 2>&1
+      > "${out_root}/${name}.eval.log" 2>&1 &
+done
+for job in $(jobs -p); do wait "${job}" || failed=1; done
+for name in "${names[@]}"; do
+  [[ -f "${out_root}/${name}.eval.log" ]] || continue
   echo "${name}:"; tr '\r' '\n' < "${out_root}/${name}.eval.log" | grep '^| [0-9]\|agreement, held'
 done
 exit "${failed}"

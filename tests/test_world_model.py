@@ -457,6 +457,52 @@ def test_a_physics_prior_world_model_steps_as_the_written_out_physics_until_trai
     _unit_model(config, task)
 
 
+def _edge_error(obs):
+  """The largest departure (metres) of a cloth observation's edges from their rest length."""
+  from hiwm_jax.envs import cloth_fold
+  from hiwm_jax.world_model import cloth_physics
+  ends = np.array(cloth_physics.edges())
+  rest = np.where(ends[:, 1] - ends[:, 0] == cloth_fold.N_SIDE + 1, 2 ** 0.5, 1.0)
+  verts = np.asarray(cloth_fold.vertices(jnp.asarray(obs)))
+  return np.abs(np.linalg.norm(verts[ends[:, 0]] - verts[ends[:, 1]], axis=-1) -
+                cloth_fold.SPACING * rest).max()
+
+
+def test_constraint_passes_put_a_moving_cloth_back_on_its_edges_and_keep_the_rest():
+  """world_model.constraint_passes: the network's predicted cloth is projected onto the edges'
+  rest lengths, the held vertex stays where the network put it, the gripper where it was
+  commanded, and a resting cloth stays exactly still."""
+  from hiwm_jax import envs
+  from hiwm_jax.envs import cloth_fold
+  from experiments.configs import cloth_fold as cloth_config
+  task = envs.task_fns("cloth_fold")
+  obs, _ = envs.make("cloth_fold").reset(seed=0)
+  corner = np.asarray(cloth_fold.vertices(jnp.asarray(obs)))[cloth_fold.CORNER_A]
+  over = obs.copy()
+  over[task.obs_layout["gripper_pos"]] = corner + [0.0, 0.0, 0.004]
+  config = cloth_config.get_config("smoke").world_model
+  assert config.constraint_passes == 0  # off by default
+  free = _unit_model(config, task)
+  config.constraint_passes = 8
+  projected = _unit_model(config, task)
+  params = _moving_params(free)
+  grip = jnp.array([0.3, 0.2, 1.0, 1.0])
+  after = lambda wm: wm.observe(params, wm.step(params, wm.init(params, wm.initial_history(
+      over)), grip))
+  loose, tight = after(free), after(projected)
+  assert _edge_error(over) < 1e-5 and _edge_error(loose) > 2e-3  # the network stretches it
+  assert _edge_error(tight) < _edge_error(loose) / 5
+  a = slice(4 + 3 * cloth_fold.CORNER_A, 7 + 3 * cloth_fold.CORNER_A)
+  np.testing.assert_array_equal(tight[a], loose[a])  # the held vertex is pinned
+  np.testing.assert_array_equal(tight[:4], loose[:4])  # the gripper as commanded
+  state = projected.init(params, projected.initial_history(obs))  # at rest, nothing held
+  still = projected.step(params, state, jnp.array([0.0, 0.0, 1.0, -1.0]))
+  np.testing.assert_array_equal(projected.observe(params, still)[4:], obs[4:])
+  config.constraint_passes = -1
+  with pytest.raises(ValueError, match="constraint_passes must be >= 0"):
+    _unit_model(config, task)
+
+
 def test_input_noise_shifts_only_the_free_positions_and_zero_noise_is_the_plain_loss(data_dir):
   from hiwm_jax import envs
   from hiwm_jax.world_model.train import make_loss, noised_dims

@@ -115,6 +115,10 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # experiments/fit_cloth_physics fits them); tasks without written-out physics ignore it
       physics_prior=False,
       physics=dict(damping=40.0, pin_rate=0.6, iterations=4, friction=1.0, rest_height=0.0028),
+      # Gauss-Seidel passes projecting each prediction back onto the constraints the simulator
+      # keeps (the cloth's edge lengths, held vertex pinned; structure.py); 0: off. Tasks
+      # without such constraints ignore it
+      constraint_passes=0,
       # 12000 steps: about 12 min on 2 CPU cores for push or pick_place, 25 for the cloth
       train=dict(steps=12000, batch_size=64,  # batch_size windows per ensemble member
                  lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip_norm=1.0, ema_decay=0.995,

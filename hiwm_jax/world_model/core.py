@@ -58,6 +58,8 @@ class WorldModel:
     physics: the constants of the task's physics written out (the cloth's,
       cloth_physics.Physics), whose step the network then only corrects; None: no prior, the
       network predicts the whole step (and always for a task without one).
+    constraint_passes: Gauss-Seidel passes that project each predicted observation back onto
+      the constraints the simulator keeps (the cloth's edge lengths, structure.py); 0: none.
   """
   task: TaskFns
   history: int
@@ -70,6 +72,7 @@ class WorldModel:
   pinch_latent: bool = False
   canonical_frame: bool = False
   physics: Mapping[str, Any] | None = None
+  constraint_passes: int = 0
 
   @property
   def obs_dim(self) -> int:
@@ -86,7 +89,7 @@ class WorldModel:
   @functools.cached_property  # trace-time index arrays, built once
   def structure(self) -> ObsStructure:
     return obs_structure(self.task, self.still_rule, self.command_latent, self.pinch_latent,
-                         self.canonical_frame, self.physics)
+                         self.canonical_frame, self.physics, self.constraint_passes)
 
   @property
   def latent_dim(self) -> int:
@@ -126,8 +129,8 @@ class WorldModel:
     out = self.apply_members(params, broadcast_members(state.obs_history, e),
                              broadcast_members(action, e), broadcast_members(latent, e),
                              prior)  # [E, P]
-    history = jnp.concatenate([state.obs_history[1:], self.advance(state.obs_history,
-                                                                   out.mean(0), action)[None]])
+    history = jnp.concatenate([state.obs_history[1:], self.advance(
+        state.obs_history, out.mean(0), action, latent)[None]])
     return WMState(obs_history=history, risk=self.disagreement(out) / self.risk_scale,
                    step=state.step + 1, latent=latent)
 
@@ -254,9 +257,9 @@ class WorldModel:
     stays = still(raw[..., 0, :], raw[..., 1, :], action)[..., None] & s.still_mask
     return jnp.where(stays, 0.0, out)
 
-  def advance(self, history, out, action) -> jax.Array:
+  def advance(self, history, out, action, latent=None) -> jax.Array:
     """The next normalized observation [..., D] from history [..., h, D], the network's output
-    [..., P] and the action [..., A]."""
+    [..., P], the action [..., A] and the latent after it [..., C] (None: none carried)."""
     s = self.structure
     last = history[..., -1, :]
     nxt = last.at[..., s.predicted].add(out * self.delta_std)
@@ -268,6 +271,14 @@ class WorldModel:
       dims, mean, std = s.commanded_dims, self.obs_stats["mean"], self.obs_stats["std"]
       raw = s.commanded(self.unnormalize(last), jnp.clip(action, -1.0, 1.0))
       nxt = nxt.at[..., dims].set((raw - mean[dims]) / std[dims])
+    if s.constrain is not None:
+      latent = jnp.zeros(nxt.shape[:-1] + (0,), nxt.dtype) if latent is None else latent
+      constrained = self.normalize(s.constrain(self.unnormalize(nxt), latent))
+      if s.still is not None and self.history >= 2:  # what stays still stays exactly still
+        raw = self.unnormalize(history[..., -2:, :])
+        constrained = jnp.where(s.still(raw[..., 0, :], raw[..., 1, :], action)[..., None],
+                                nxt, constrained)
+      nxt = constrained
     return nxt
 
   @staticmethod
@@ -302,6 +313,9 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
     elif config.get("network", "mlp") != "mlp":
       raise ValueError("world_model.physics_prior is for the MLP network: set "
                        "physics_prior=False for the cloth graph")
+  passes = int(config.get("constraint_passes", 0))
+  if passes < 0:
+    raise ValueError(f"world_model.constraint_passes must be >= 0 (0: off); got {passes}")
   network = config.get("network", "mlp")
   if network == "mlp":
     module = Ensemble(size=config.ensemble_size, hidden=tuple(config.hidden),
@@ -322,7 +336,7 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
                     pinch_latent=bool(config.get("pinch_latent", WorldModel.pinch_latent)),
                     canonical_frame=bool(config.get("canonical_frame",
                                                     WorldModel.canonical_frame)),
-                    physics=physics)
+                    physics=physics, constraint_passes=passes)
 
 
 def init_params(wm: WorldModel, rng: jax.Array) -> Params:

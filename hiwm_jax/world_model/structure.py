@@ -20,6 +20,9 @@ Learning what the simulator guarantees only adds error that compounds over a rol
              (`canonical_frame`).
   prior      the simulator's physics written out (the cloth's, cloth_physics.py): the network
              predicts only its correction (`physics_prior`).
+  constrain  constraints the simulator keeps that a network's prediction need not (the
+             cloth's edge lengths): each predicted observation is projected back onto them
+             (`constraint_passes`).
 """
 from __future__ import annotations
 
@@ -75,6 +78,17 @@ _FRAMES = {"cloth_fold": cloth_fold.fold_line_frame}
 # next raw obs [..., D] by physics written out, and the constants' type. The network predicts
 # the rest.
 _PRIORS = {"cloth_fold": (cloth_physics.next_observation, cloth_physics.Physics)}
+
+
+def _cloth_constraints(obs, latent, passes):
+  """The cloth's edges at rest length, the held vertex (a pinch latent, if carried) pinned."""
+  pinch = latent if latent.shape[-1] == cloth_fold.N_VERTS else jnp.zeros(
+      obs.shape[:-1] + (cloth_fold.N_VERTS,), obs.dtype)
+  return cloth_physics.project_edges(obs, pinch, passes)
+
+
+# Per task: fn(raw obs [..., D], latent [..., C], passes) -> raw obs back on the constraints.
+_CONSTRAINTS = {"cloth_fold": _cloth_constraints}
 # Fields that are positions in metres: open-loop error is reported on these, in cm.
 _POSITIONS = {"pick_place": ("hand_pos", "object_pos"), "push": ("hand_pos", "object_pos"),
               "cloth_fold": ("gripper_pos", "cloth_verts")}
@@ -96,6 +110,8 @@ class ObsStructure:
   #                                turns the position fields), if any
   prior: Callable | None = None  # (raw previous obs, raw obs, action, latent after it) -> the
   #                                next raw obs by physics, which the network corrects; if any
+  constrain: Callable | None = None  # (raw obs, latent) -> raw obs projected onto the
+  #                                    simulator's constraints; if any
 
 
 def _dims(s: slice) -> np.ndarray:
@@ -104,11 +120,12 @@ def _dims(s: slice) -> np.ndarray:
 
 def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool = False,
                   pinch_latent: bool = False, canonical_frame: bool = False,
-                  physics=None) -> ObsStructure:
+                  physics=None, constraint_passes: int = 0) -> ObsStructure:
   """The task's structure; still_rule=False leaves every step to the network, with neither
   latent flag (or a task without that latent) no hidden state is carried, without
-  canonical_frame (or a task without one) the network works in world coordinates, and without
-  physics constants (or a task without a prior) the network predicts the whole step."""
+  canonical_frame (or a task without one) the network works in world coordinates, without
+  physics constants (or a task without a prior) the network predicts the whole step, and
+  with constraint_passes=0 (or a task without constraints) its prediction is kept as it is."""
   layout = task.obs_layout
   carried = [_dims(layout[f]) for f in _CARRIED.get(task.name, ())]
   copy_to = [_dims(layout[f]) for f, _ in _COPIED.get(task.name, ())]
@@ -129,9 +146,12 @@ def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool 
   if physics is not None and task.name in _PRIORS:
     step, constants = _PRIORS[task.name]
     prior = functools.partial(step, physics=constants(**dict(physics)))
+  constrain = None
+  if constraint_passes > 0 and task.name in _CONSTRAINTS:
+    constrain = functools.partial(_CONSTRAINTS[task.name], passes=constraint_passes)
   return ObsStructure(predicted.astype(np.int32), cat(copy_to), cat(copy_from), positions,
                       commanded_dims, fn, still, still_mask, latents[0] if latents else None,
-                      frame, prior)
+                      frame, prior, constrain)
 
 
 def has_prior(task: TaskFns) -> bool:

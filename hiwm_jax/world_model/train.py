@@ -71,7 +71,7 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
       h = h if through_time else jax.lax.stop_gradient(h)
       latent = wm.next_latent(latent, wm.unnormalize(h[..., -1, :]), action)  # [E, B, C]
       out = wm.apply_members(params, h, action, latent)  # [E, B, P]
-      nxt = wm.advance(h, out, action)  # [E, B, D]
+      nxt = wm.advance(h, out, action, latent)  # [E, B, D]
       return (jnp.concatenate([h[..., 1:, :], nxt[..., None, :]], axis=-2), latent), (nxt, out)
 
     # Rematerialized: the backward pass recomputes each step rather than storing every

@@ -18,6 +18,9 @@ def _chain(tmp_path, *flags):
       env={**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
 
 
+# The whole chain and its resume: about 7 minutes on a 2-core machine, about twice that on a
+# slower one; its own subprocess limit (900 s) decides, not the suite's 600 s default.
+@pytest.mark.timeout(1200)
 def test_chain_end_to_end_then_resumes(tmp_path):
   out = _chain(tmp_path)
   assert out.returncode == 0, out.stderr[-3000:]

@@ -276,8 +276,8 @@ class WorldModel:
       constrained = self.normalize(s.constrain(self.unnormalize(nxt), latent))
       if s.still is not None and self.history >= 2:  # what stays still stays exactly still
         raw = self.unnormalize(history[..., -2:, :])
-        constrained = jnp.where(s.still(raw[..., 0, :], raw[..., 1, :], action)[..., None],
-                                nxt, constrained)
+        stays = s.still(raw[..., 0, :], raw[..., 1, :], jnp.clip(action, -1.0, 1.0))
+        constrained = jnp.where(stays[..., None], nxt, constrained)
       nxt = constrained
     return nxt
 

@@ -237,6 +237,18 @@ def test_cloth_gripper_goes_exactly_where_it_is_commanded():
   env.close()
 
 
+def _cloth_with_gripper_over_corner_a(task, height=0.004):
+  """A reset cloth observation, its corner A [3], and the same with the open gripper `height`
+  metres above corner A (closing there pinches it)."""
+  from hiwm_jax import envs
+  from hiwm_jax.envs import cloth_fold
+  obs, _ = envs.make("cloth_fold").reset(seed=0)
+  corner = np.asarray(cloth_fold.vertices(jnp.asarray(obs)))[cloth_fold.CORNER_A]
+  over = obs.copy()
+  over[task.obs_layout["gripper_pos"]] = corner + [0.0, 0.0, height]
+  return obs, corner, over
+
+
 def test_a_resting_cloth_stays_exactly_still_in_the_world_model():
   """The still rule (structure.py): whatever the network says, a cloth at rest that nothing
   holds keeps every vertex; without the rule, the same network moves it; a pinch moves it."""
@@ -244,7 +256,7 @@ def test_a_resting_cloth_stays_exactly_still_in_the_world_model():
   from hiwm_jax.envs import cloth_fold
   from experiments.configs import cloth_fold as cloth_config
   task = envs.task_fns("cloth_fold")
-  obs, _ = envs.make("cloth_fold").reset(seed=0)
+  obs, _, over = _cloth_with_gripper_over_corner_a(task, height=0.01)
   config = cloth_config.get_config("smoke").world_model
   assert config.still_rule
   wm = _unit_model(config, task)
@@ -258,9 +270,6 @@ def test_a_resting_cloth_stays_exactly_still_in_the_world_model():
   config.still_rule = False
   free = _unit_model(config, task)
   assert np.abs(verts(free.step(params, state, away)) - verts(state)).max() > 1e-3
-  corner = np.asarray(cloth_fold.vertices(jnp.asarray(obs)))[cloth_fold.CORNER_A]
-  over = obs.copy()
-  over[task.obs_layout["gripper_pos"]] = corner + [0.0, 0.0, 0.01]
   held = wm.init(params, wm.initial_history(over))
   pinched = wm.step(params, held, jnp.array([0.0, 0.0, 0.0, 1.0]))
   assert np.abs(verts(pinched) - verts(held)).max() > 1e-3
@@ -429,10 +438,7 @@ def test_a_physics_prior_world_model_steps_as_the_written_out_physics_until_trai
   from hiwm_jax.world_model import cloth_physics, init_params
   from experiments.configs import cloth_fold as cloth_config
   task = envs.task_fns("cloth_fold")
-  obs, _ = envs.make("cloth_fold").reset(seed=0)
-  corner = np.asarray(cloth_fold.vertices(jnp.asarray(obs)))[cloth_fold.CORNER_A]
-  over = obs.copy()
-  over[task.obs_layout["gripper_pos"]] = corner + [0.0, 0.0, 0.004]
+  _, corner, over = _cloth_with_gripper_over_corner_a(task)
   config = cloth_config.get_config("smoke").world_model
   config.physics_prior = True
   wm = _unit_model(config, task)
@@ -476,10 +482,7 @@ def test_constraint_passes_put_a_moving_cloth_back_on_its_edges_and_keep_the_res
   from hiwm_jax.envs import cloth_fold
   from experiments.configs import cloth_fold as cloth_config
   task = envs.task_fns("cloth_fold")
-  obs, _ = envs.make("cloth_fold").reset(seed=0)
-  corner = np.asarray(cloth_fold.vertices(jnp.asarray(obs)))[cloth_fold.CORNER_A]
-  over = obs.copy()
-  over[task.obs_layout["gripper_pos"]] = corner + [0.0, 0.0, 0.004]
+  obs, _, over = _cloth_with_gripper_over_corner_a(task)
   config = cloth_config.get_config("smoke").world_model
   assert config.constraint_passes == 0  # off by default
   free = _unit_model(config, task)

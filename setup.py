@@ -28,5 +28,5 @@ setuptools.setup(
         "tensorboardX==2.6.5",
         "matplotlib==3.11.2",  # result plots
     ],
-    extras_require={"dev": ["pytest==9.0.3", "pytest-timeout==2.4.0"]},
+    extras_require={"dev": ["pytest==9.0.3", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0"]},
 )

@@ -340,32 +340,41 @@ def test_a_command_latent_carries_the_mocap_target_the_actions_set():
 
 
 
+def _cloth_grips():
+  """A simulated cloth episode with every kind of grip: the expert grasps corner A and
+  carries it, then random moves open, close (missing or pinching) and let go.
+  Returns (observations [61, D], actions [60, 4], the simulator's pinched vertex after each
+  action [60], -1 for none)."""
+  from hiwm_jax import envs
+  from hiwm_jax.envs.episode import expert_controller
+  env = envs.make("cloth_fold")
+  obs, _ = env.reset(seed=1)
+  expert = expert_controller(envs.task_fns("cloth_fold"))
+  observations, actions, pinched = [obs], [], []
+  rng = np.random.default_rng(0)
+  for t in range(60):
+    action = (expert(obs, t, jax.random.PRNGKey(t)) if t < 40 else
+              np.append(rng.uniform(-1, 1, 3), rng.choice([-1.0, 1.0])))
+    obs = env.step(np.asarray(action, np.float32))[0]
+    observations.append(obs), actions.append(action), pinched.append(env.pinched_vertex())
+  env.close()
+  return np.stack(observations), np.stack(actions).astype(np.float32), np.array(pinched)
+
+
 def test_a_pinch_latent_carries_the_vertex_the_cloth_simulator_pinches():
   """world_model.pinch_latent: the cloth's hidden grip, integrated from the actions, is the
   simulator's own pinch at every step (a grasp, a carry, a release, a missed grasp); the
   network sees it; without the flag no latent is kept."""
   from hiwm_jax import envs
   from hiwm_jax.envs import cloth_fold
-  from hiwm_jax.envs.episode import expert_controller
   from experiments.configs import cloth_fold as cloth_config
   task = envs.task_fns("cloth_fold")
-  env = envs.make("cloth_fold")
-  obs, _ = env.reset(seed=1)
-  expert = expert_controller(task)
-  observations, actions, pinched = [obs], [], []
-  rng = np.random.default_rng(0)
-  for t in range(60):  # the expert grasps corner A and carries it; then random grips
-    action = (expert(obs, t, jax.random.PRNGKey(t)) if t < 40 else
-              np.append(rng.uniform(-1, 1, 3), rng.choice([-1.0, 1.0])))
-    obs = env.step(np.asarray(action, np.float32))[0]
-    observations.append(obs), actions.append(action), pinched.append(env.pinched_vertex())
-  env.close()
-  pinched = np.array(pinched)
+  observations, actions, pinched = _cloth_grips()
   assert (pinched == cloth_fold.CORNER_A).any() and (pinched == -1).any()
   config = cloth_config.get_config("smoke").world_model
   assert config.pinch_latent
   wm = _unit_model(config, task)
-  latents = wm.episode_latents(np.stack(observations), np.stack(actions).astype(np.float32))
+  latents = wm.episode_latents(observations, actions)
   chex.assert_shape(latents, (61, cloth_fold.N_VERTS))
   expected = np.zeros((60, cloth_fold.N_VERTS), np.float32)
   expected[pinched >= 0, pinched[pinched >= 0]] = 1.0
@@ -381,6 +390,41 @@ def test_a_pinch_latent_carries_the_vertex_the_cloth_simulator_pinches():
   assert np.abs(step(expected[19]) - step(np.zeros(cloth_fold.N_VERTS))).max() > 1e-4
   config.pinch_latent = False
   assert _unit_model(config, task).init(params, wm.initial_history(held)).latent.shape == (0,)
+
+
+def test_recorded_latent_trains_each_step_with_the_simulators_own_pinch():
+  """world_model.recorded_latent: windows carry the recorded pinch after each action; with
+  the flag the loss steps with it, without it the loss ignores it. One step from a real
+  state is where the model's own pinch is the simulator's: there the two losses agree, which
+  pins the recorded latents to the right step (one off and the grasp's loss would differ)."""
+  from hiwm_jax import envs
+  from hiwm_jax.world_model.train import make_loss
+  from experiments.configs import cloth_fold as cloth_config
+  observations, actions, pinched = _cloth_grips()
+  wm = _unit_model(cloth_config.get_config("smoke").world_model, envs.task_fns("cloth_fold"))
+  latents = wm.episode_latents(observations, actions)
+  episode = data.make_episode(observations, actions, task="cloth_fold", seed=1, source="play",
+                              success=False, terminated=False)
+  grasp = int(np.argmax(pinched >= 0))  # the action that pinches first
+  windows = np.arange(grasp - 2, grasp + 2)
+  params, key = _moving_params(wm), jax.random.PRNGKey(0)
+  member = lambda b: jax.tree.map(lambda x: np.broadcast_to(x, (wm.ensemble_size,) + x.shape), b)
+
+  one = member(UnrollSampler([episode], history=2, unroll=1, latents=[latents]).batch(windows))
+  np.testing.assert_array_equal(one["next_latent"][0, :, 0], latents[windows + 1])
+  assert one["next_latent"][0, 2, 0].any() and not one["latent"][0, 2].any()  # the grasp
+  assert make_loss(wm, 1.0, recorded_latent=True)(params, one, key)[0] == make_loss(wm, 1.0)(
+      params, one, key)[0]
+
+  sampler = UnrollSampler([episode], history=2, unroll=4, latents=[latents])
+  four = member(sampler.batch(windows))
+  np.testing.assert_array_equal(four["next_latent"][0, 0], latents[windows[0] + 1:][:4])
+  np.testing.assert_array_equal(member(sampler.batch(np.array([59])))["next_latent"][0, 0],
+                                np.repeat(latents[60:], 4, axis=0))  # the episode's end: kept
+  dropped = dict(four, next_latent=np.zeros_like(four["next_latent"]))  # nothing ever held
+  recorded, plain = make_loss(wm, 1.0, recorded_latent=True), make_loss(wm, 1.0)
+  assert recorded(params, dropped, key)[0] != recorded(params, four, key)[0]
+  assert plain(params, dropped, key)[0] == plain(params, four, key)[0]
 
 def test_the_cloth_world_model_in_its_fold_line_frame_turns_and_shifts_with_the_cloth():
   """world_model.canonical_frame: the network works in the fold line's frame, so a cloth
@@ -526,7 +570,8 @@ def test_input_noise_shifts_only_the_free_positions_and_zero_noise_is_the_plain_
   batch = {"history": obs[:, :, :wm.history], "next_obs": obs[:, :, wm.history:],
            "action": rng.uniform(-1, 1, (E, B, K, 4)).astype(np.float32),
            "mask": np.ones((E, B, K), bool),
-           "latent": np.zeros((E, B, wm.latent_dim), np.float32)}
+           "latent": np.zeros((E, B, wm.latent_dim), np.float32),
+           "next_latent": np.zeros((E, B, K, wm.latent_dim), np.float32)}
   key = jax.random.PRNGKey(0)
   plain = make_loss(wm, 1.0)(params, batch, key)[0]
   assert make_loss(wm, 1.0, 0.0)(params, batch, key)[0] == plain

@@ -104,6 +104,10 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # carry which cloth vertex the gripper has pinched (the simulator's hidden grip, set
       # exactly by the actions) and show the network the held vertex and the pull on it
       pinch_latent=True,
+      # training steps each window with the recorded latent (the simulator's own pinch), not
+      # the one its predicted cloth implies: a grasp a millimetre decides, which the network
+      # cannot learn and should not hedge against (world_model/train.py). Use is unchanged
+      recorded_latent=False,
       # the network works in a frame read off each observation where the physics is the same
       # wherever the scene lies (the cloth's fold line: any yaw, any shift on the table); the
       # tasks with landmarks fixed in the world (Meta-World's goals and walls) have none.

@@ -2,7 +2,8 @@
 
 A window is an observation history ending at step t, the next `unroll` actions and the
 `unroll` observations they led to, with a mask where the episode ended first (and, for a world
-model with a latent, the hidden state at step t: structure.Latent).
+model with a latent, the hidden state at step t and after each of the actions:
+structure.Latent).
 """
 from __future__ import annotations
 
@@ -113,4 +114,5 @@ class UnrollSampler:
         "next_obs": self._obs[np.minimum(nxt, last)],  # [..., K, D]
         "mask": nxt <= last,  # [..., K]
         "latent": self._latent[t[..., 0]],  # [..., C]
+        "next_latent": self._latent[np.minimum(nxt, last)],  # [..., K, C] after each action
     }

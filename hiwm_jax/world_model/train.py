@@ -33,8 +33,16 @@ def noised_dims(wm: core.WorldModel) -> np.ndarray:
   return np.setdiff1d(np.intersect1d(positions, s.predicted), s.commanded_dims)
 
 
-def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 0.0):
+def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 0.0,
+              recorded_latent: bool = False):
   """`loss(params, batch, rng)` on a batch [E, B, ...] (one bootstrapped batch per member).
+
+  `recorded_latent`: each unrolled step takes the hidden state the recording had after its
+  action (the simulator's own pinch), not the one the model's predicted state implies. A
+  grasp picks the vertex nearest the gripper, a choice a millimetre of error can flip; a
+  window whose model picks another vertex than the recording carries a loss no network can
+  lower, and fitting it anyway teaches the network to let a held vertex stray. At use the
+  model still picks its own (the robot's grip is only known where it was recorded).
 
   `input_noise` > 0: each window starts from its history shifted by Gaussian noise of that
   std (metres; the same shift in every history frame, so velocities stay true) in the
@@ -66,10 +74,12 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
     mask = batch["mask"].astype(jnp.float32)  # [E, B, K]
     chex.assert_rank([hist, target, mask], [4, 4, 3])
 
-    def body(carry, action):  # action [E, B, A]
+    def body(carry, step):  # action [E, B, A], the recorded latent after it [E, B, C]
       h, latent = carry
+      action, recorded = step
       h = h if through_time else jax.lax.stop_gradient(h)
-      latent = wm.next_latent(latent, wm.unnormalize(h[..., -1, :]), action)  # [E, B, C]
+      latent = (recorded if recorded_latent else
+                wm.next_latent(latent, wm.unnormalize(h[..., -1, :]), action))  # [E, B, C]
       out = wm.apply_members(params, h, action, latent)  # [E, B, P]
       nxt = wm.advance(h, out, action, latent)  # [E, B, D]
       return (jnp.concatenate([h[..., 1:, :], nxt[..., None, :]], axis=-2), latent), (nxt, out)
@@ -77,7 +87,8 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
     # Rematerialized: the backward pass recomputes each step rather than storing every
     # step's activations (the cloth graph's edge activations would not fit).
     _, (preds, outs) = jax.lax.scan(jax.checkpoint(body), (hist, batch["latent"]),
-                                    jnp.moveaxis(batch["action"], 2, 0))
+                                    (jnp.moveaxis(batch["action"], 2, 0),
+                                     jnp.moveaxis(batch["next_latent"], 2, 0)))
     preds = jnp.moveaxis(preds, 0, 2)  # [E, B, K, D]
     sq = jnp.mean((preds - target)[..., pred] ** 2, axis=-1)  # [E, B, K]
     multi = jnp.sum(sq * mask) / jnp.maximum(jnp.sum(mask), 1.0)
@@ -170,8 +181,9 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
               "obs_stats": normalization.stats_to_json({"observation": obs_stats})["observation"],
               "delta_std": wm.delta_std.tolist(), "num_episodes": len(episodes),
               "num_held_out_episodes": len(held_out), "num_windows": len(sampler)}
-  state = training.fit(state, training.make_train_step(make_loss(wm, cfg.one_step_weight,
-                                                                 input_noise), tx,
+  loss = make_loss(wm, cfg.one_step_weight, input_noise,
+                   bool(cfg.get("recorded_latent", False)))  # older configs lack it
+  state = training.fit(state, training.make_train_step(loss, tx,
                                                        cfg.train.ema_decay),
                        lambda step: sample(step, cfg.train.batch_size), steps=cfg.train.steps,
                        rng=jax.random.fold_in(rng, 1), workdir=workdir,

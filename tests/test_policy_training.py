@@ -31,10 +31,22 @@ def _config(data_dir, backbone, **train):
   return config
 
 
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+  """backbone -> (workdir, policy, params): one smoke training of each, shared by the tests
+  that need a trained policy rather than a training of their own (compiling one is most of
+  its cost). The tests only read the workdirs, except the entry points' eval files."""
+  out = {}
+  for backbone in ("diffusion", "flow"):
+    workdir = str(tmp_path_factory.mktemp(backbone))
+    out[backbone] = (workdir, *train.train_policy(_config(data_dir, backbone), workdir))
+  return out
+
+
 @pytest.mark.parametrize("backbone", ["diffusion", "flow"])
-def test_train_load_and_act(data_dir, tmp_path, backbone):
-  policy, params = train.train_policy(_config(data_dir, backbone), str(tmp_path))
-  loaded, loaded_params, config = train.load_policy(str(tmp_path))
+def test_train_load_and_act(trained, backbone):
+  workdir, policy, params = trained[backbone]
+  loaded, loaded_params, config = train.load_policy(workdir)
   chex.assert_trees_all_equal(loaded_params, params)
   assert config.policy.backbone == backbone and loaded.name == policy.name
   np.testing.assert_array_equal(loaded.obs_stats["mean"], policy.obs_stats["mean"])
@@ -45,9 +57,8 @@ def test_train_load_and_act(data_dir, tmp_path, backbone):
     loaded.act(loaded_params, np.zeros((2, 40), np.float32), jax.random.PRNGKey(0))
 
 
-def test_finetune_starts_from_base_and_keeps_its_normalization(data_dir, tmp_path):
-  base_dir, tuned_dir = str(tmp_path / "base"), str(tmp_path / "tuned")
-  base, base_params = train.train_policy(_config(data_dir, "flow"), base_dir)
+def test_finetune_starts_from_base_and_keeps_its_normalization(data_dir, trained, tmp_path):
+  (base_dir, base, base_params), tuned_dir = trained["flow"], str(tmp_path / "tuned")
   config = _config(data_dir, "flow", init_from=base_dir, steps=1, warmup_steps=1)
   config.policy_data.update(datasets=("play",), max_episodes=2)  # other data, base stats
   tuned, tuned_params = train.train_policy(config, tuned_dir)
@@ -56,18 +67,17 @@ def test_finetune_starts_from_base_and_keeps_its_normalization(data_dir, tmp_pat
   assert 0 < max(jax.tree.leaves(diffs)) < 0.1, "one small step away from the base"
 
 
-def test_finetune_from_mismatched_base_is_refused(data_dir, tmp_path):
-  train.train_policy(_config(data_dir, "flow"), str(tmp_path / "base"))
-  config = _config(data_dir, "flow", init_from=str(tmp_path / "base"))
+def test_finetune_from_mismatched_base_is_refused(data_dir, trained, tmp_path):
+  config = _config(data_dir, "flow", init_from=trained["flow"][0])
   config.policy.chunk = 8
   config.policy.execute = 4
   with pytest.raises(ValueError, match="do not fit"):
     train.train_policy(config, str(tmp_path / "tuned"))
 
 
-def test_evaluate_real_and_policy_rollouts(data_dir, tmp_path):
+def test_evaluate_real_and_policy_rollouts(data_dir, trained):
   config = _config(data_dir, "diffusion")
-  policy, params = train.train_policy(config, str(tmp_path / "run"))
+  workdir, policy, params = trained["diffusion"]
   env = envs.make("push")
   summary, results = evaluate.evaluate_real(env, policy, params, 2, seed_offset=5)
   again, _ = evaluate.evaluate_real(env, policy, params, 2, seed_offset=5)
@@ -76,7 +86,7 @@ def test_evaluate_real_and_policy_rollouts(data_dir, tmp_path):
   assert [r.seed for r in results] == [5, 6]
   assert summary["success"] == [r.success for r in results]
   assert sum(summary["success"]) == summary["successes"]
-  out = collect.collect_policy_rollouts(config, str(tmp_path / "run"))
+  out = collect.collect_policy_rollouts(config, workdir)
   episodes = data.read_episodes(out["dataset"])
   assert len(episodes) == config.collect.num_policy, "failures are kept too"
   assert {e["episode_metadata"]["source"] for e in episodes} == {"policy"}
@@ -89,17 +99,17 @@ def test_wilson_interval():
   assert evaluate.wilson_interval(50, 50)[1] == 1.0
 
 
-def test_inspect_checkpoint_and_eval_entry_points(data_dir, tmp_path):
-  train.train_policy(_config(data_dir, "flow"), str(tmp_path))
+def test_inspect_checkpoint_and_eval_entry_points(trained, tmp_path):
+  workdir = trained["flow"][0]
   run = lambda *args: subprocess.run([sys.executable, "-m", *args], cwd=REPO,
                                      capture_output=True, text=True, timeout=300)
-  out = run("experiments.inspect_checkpoint", f"--workdir={tmp_path}")
+  out = run("experiments.inspect_checkpoint", f"--workdir={workdir}")
   assert out.returncode == 0, out.stderr[-2000:]
   assert "steps [10, 20]" in out.stdout and "ema_params:" in out.stdout
   assert '"backbone": "flow"' in out.stdout and "float32" in out.stdout
-  out = run("experiments.eval_policy", f"--workdir={tmp_path}", "--episodes=1")
+  out = run("experiments.eval_policy", f"--workdir={workdir}", "--episodes=1")
   assert out.returncode == 0, out.stderr[-2000:]
   assert "push flow: real success" in out.stdout
-  assert json.load(open(tmp_path / "eval_real.json"))["episodes"] == 1
+  assert json.load(open(os.path.join(workdir, "eval_real.json")))["episodes"] == 1
   out = run("experiments.inspect_checkpoint", f"--workdir={tmp_path / 'nope'}")
   assert out.returncode != 0 and "no checkpoints in" in out.stderr

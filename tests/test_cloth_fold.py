@@ -158,3 +158,33 @@ def test_a_cloth_that_moved_or_is_held_is_not_still():
   close = jnp.array([0.0, 0.0, 0.0, 1.0])  # closing 1 cm above corner A pinches it
   assert not cloth_fold.stays_still(over_corner, over_corner, close)
   assert cloth_fold.stays_still(over_corner, over_corner, open_away)
+
+
+def test_a_mirrored_episode_is_one_the_simulator_records(env):
+  """The mirror (world x <-> y, grid axes swapped) maps the simulator's episodes onto its own:
+  replaying the mirrored actions from the mirrored start gives the mirrored observations,
+  exactly until the fold lays the cloth on itself (contact order then differs by float
+  round-off), and the same outcome."""
+  obs, sim_success = _run_expert(env, seed=1, prefix=5)
+  actions = _random_actions(1, 5)
+  actions = np.concatenate([actions, np.stack([np.asarray(_expert(o, jax.random.PRNGKey(t)))
+                                               for t, o in enumerate(obs[5:-1])])])
+  mirror = envs.make("cloth_fold")
+  mirror.reset(seed=0)
+  replay = [mirror.place(obs[0][cloth_fold.MIRROR_OBS_INDEX])]
+  replay += [mirror.step(a[cloth_fold.MIRROR_ACTION_INDEX])[0] for a in actions]
+  mirror.close()
+  error = np.abs(np.stack(replay) - obs[:, cloth_fold.MIRROR_OBS_INDEX]).max(-1)  # [T + 1] m
+  assert sim_success[-1]
+  assert error[:40].max() < 1e-6, error[:40].max()
+  assert error.max() < 2e-3, error.max()
+  assert TASK.success(jnp.asarray(replay[-1]))
+  np.testing.assert_array_equal(cloth_fold.MIRROR_OBS_INDEX[cloth_fold.MIRROR_OBS_INDEX],
+                                np.arange(TASK.obs_dim))  # mirroring twice is the identity
+
+
+def test_place_refuses_a_closed_gripper(env):
+  obs = env.reset(seed=0)[0].copy()
+  obs[3] = 1.0
+  with pytest.raises(ValueError, match="gripper_closed"):
+    env.place(obs)

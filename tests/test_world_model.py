@@ -392,6 +392,31 @@ def test_a_pinch_latent_carries_the_vertex_the_cloth_simulator_pinches():
   assert _unit_model(config, task).init(params, wm.initial_history(held)).latent.shape == (0,)
 
 
+def test_mirror_augment_doubles_the_cloth_data_with_the_pinches_mirrored_too(data_dir):
+  """world_model.mirror_augment: a mirrored cloth episode's pinch, integrated by the world
+  model's own rule, is the original's with the vertices mirrored (the rule commutes with the
+  symmetry); mirroring twice gives the episode back; a task without a mirror is refused."""
+  from hiwm_jax import envs
+  from hiwm_jax.envs import cloth_fold
+  from hiwm_jax.world_model.data import mirrored
+  from experiments.configs import cloth_fold as cloth_config
+  observations, actions, pinched = _cloth_grips()
+  episode = data.make_episode(observations, actions, task="cloth_fold", seed=1, source="play",
+                              success=False, terminated=False)
+  (mirror,) = mirrored([episode], "cloth_fold")
+  np.testing.assert_array_equal(mirrored([mirror], "cloth_fold")[0]["steps"]["observation"],
+                                episode["steps"]["observation"])
+  np.testing.assert_array_equal(mirror["steps"]["is_first"], episode["steps"]["is_first"])
+  wm = _unit_model(cloth_config.get_config("smoke").world_model, envs.task_fns("cloth_fold"))
+  latents = wm.episode_latents(episode["steps"]["observation"], episode["steps"]["action"])
+  mirror_latents = wm.episode_latents(mirror["steps"]["observation"], mirror["steps"]["action"])
+  transposed = np.arange(cloth_fold.N_VERTS).reshape(cloth_fold.N_SIDE, -1).T.ravel()
+  assert latents.sum() >= 20  # the episode grips
+  np.testing.assert_array_equal(mirror_latents, latents[:, transposed])
+  with pytest.raises(ValueError, match="no mirror symmetry"):
+    mirrored(load_episodes(_config(data_dir), "demos"), "push")
+
+
 def test_recorded_latent_trains_each_step_with_the_simulators_own_pinch():
   """world_model.recorded_latent: windows carry the recorded pinch after each action; with
   the flag the loss steps with it, without it the loss ignores it. One step from a real

@@ -54,6 +54,28 @@ OBS_LAYOUT = {
 }
 OBS_DIM = 4 + 3 * N_VERTS  # 196
 
+
+def _mirror_obs_index() -> np.ndarray:
+  """[OBS_DIM]: the observation of the scene mirrored in the vertical plane x = y, as an index
+  into the original (see MIRROR_OBS_INDEX)."""
+  index = np.arange(OBS_DIM)
+  index[:2] = [1, 0]  # the gripper's x and y swap
+  verts = np.arange(N_VERTS).reshape(N_SIDE, N_SIDE)  # [ix, iy] -> vertex
+  first = OBS_LAYOUT["cloth_verts"].start
+  for new, old in zip(verts.ravel(), verts.T.ravel()):
+    index[first + 3 * new:first + 3 * new + 3] = first + 3 * old + np.array([1, 0, 2])
+  return index
+
+
+# The scene's mirror symmetry: swapping world x and y (the vertical plane x = y) and the
+# grid's two axes (vertex (ix, iy) <-> (iy, ix)) maps a simulator episode onto another one
+# (a flat isotropic table, gravity along z, a grid whose edges map onto edges). The cloth's
+# yaw and shift, the gripper's start and the corners A and B map into their own ranges, so a
+# mirrored episode is one the simulator could have recorded. obs[..., MIRROR_OBS_INDEX] and
+# action[..., MIRROR_ACTION_INDEX] mirror; each index is its own inverse.
+MIRROR_OBS_INDEX = _mirror_obs_index()
+MIRROR_ACTION_INDEX = np.array([1, 0, 2, 3])  # dx <-> dy; dz and the grip stay
+
 CAMERA = Camera(lookat=(0.0, 0.0, 0.02), distance=0.5, azimuth=90.0, elevation=-60.0)
 RGBA_OPEN = (0.2, 0.8, 0.2, 1.0)
 RGBA_CLOSED = (0.9, 0.2, 0.2, 1.0)
@@ -319,12 +341,7 @@ class ClothFoldEnv(TaskEnv):
     shift = np.append(rng.uniform(-CLOTH_SHIFT, CLOTH_SHIFT, 2), 0.0)
     verts = self._vert_pos0 @ _yaw(rng.uniform(-CLOTH_YAW, CLOTH_YAW)).T + shift  # [64, 3]
     gripper = GRIPPER_HOME + rng.uniform(-1.0, 1.0, 3) * GRIPPER_JITTER
-    mujoco.mj_resetData(self.model, self.data)
-    self._write_pose(self.data, gripper, verts)
-    self.data.eq_active[self._pinch] = 0
-    self._closed = False
-    mujoco.mj_forward(self.model, self.data)
-    return self._obs()
+    return self._place(gripper, verts)
 
   def _step(self, action: np.ndarray) -> tuple[np.ndarray, bool]:
     start = self.data.mocap_pos[0].copy()
@@ -350,6 +367,26 @@ class ClothFoldEnv(TaskEnv):
     """The vertex the gripper holds now, or -1."""
     active = np.flatnonzero(self.data.eq_active[self._pinch])
     return int(active[0]) if active.size else -1
+
+  def place(self, obs) -> np.ndarray:
+    """Puts the scene at an observation with an open gripper, nothing pinched and nothing
+    moving (a reset to a given state: a mirrored start, a world model's state), and returns
+    the observation as the simulator holds it. Call it after reset(), which starts the
+    episode's step count."""
+    obs = check_observation(obs, OBS_DIM)
+    if obs[OBS_LAYOUT["gripper_closed"]][0] > 0.5:
+      raise ValueError("place() puts the scene at rest with the gripper open; this "
+                       "observation has it closed (gripper_closed = 1)")
+    return self._place(obs[OBS_LAYOUT["gripper_pos"]],
+                       obs[OBS_LAYOUT["cloth_verts"]].reshape(N_VERTS, 3))
+
+  def _place(self, gripper, verts) -> np.ndarray:
+    mujoco.mj_resetData(self.model, self.data)
+    self._write_pose(self.data, gripper, verts)
+    self.data.eq_active[self._pinch] = 0
+    self._closed = False
+    mujoco.mj_forward(self.model, self.data)
+    return self._obs()
 
   def nudge_vertices(self, offsets: np.ndarray) -> np.ndarray:
     """Moves every vertex by offsets [64, 3] metres (velocities kept) and returns the new

@@ -15,6 +15,12 @@ import numpy as np
 
 from hiwm_jax import data
 from hiwm_jax.data import normalization
+from hiwm_jax.envs import cloth_fold
+
+# Per task: (observation index, action index) that mirror an episode into another the
+# simulator could have recorded (cloth_fold.MIRROR_OBS_INDEX). Meta-World's scenes have none:
+# their goals and walls are fixed in the world.
+_MIRRORS = {"cloth_fold": (cloth_fold.MIRROR_OBS_INDEX, cloth_fold.MIRROR_ACTION_INDEX)}
 
 
 def dataset_path(config: ml_collections.ConfigDict, name: str) -> str:
@@ -69,6 +75,19 @@ def load_split(config: ml_collections.ConfigDict) -> tuple[list[dict], list[dict
     raise ValueError(f"no training episodes in {list(cfg.datasets)} under "
                      f"{os.path.join(config.data_dir, config.task)}")
   return train, held_out, used
+
+
+def mirrored(episodes: Sequence[Mapping[str, Any]], task: str) -> list[dict]:
+  """The episodes' mirror images under the task's symmetry: twice the training data, exact
+  for the physics, at no simulator time. Everything but observation and action is kept."""
+  if task not in _MIRRORS:
+    raise ValueError(f"world_model.mirror_augment: task {task!r} has no mirror symmetry "
+                     f"(tasks with one: {sorted(_MIRRORS)}); set mirror_augment=False")
+  obs_index, action_index = _MIRRORS[task]
+  return [{**ep, "steps": {**ep["steps"],
+                           "observation": np.asarray(ep["steps"]["observation"])[..., obs_index],
+                           "action": np.asarray(ep["steps"]["action"])[..., action_index]}}
+          for ep in episodes]
 
 
 def delta_std(episodes: Sequence[Mapping[str, Any]], obs_stats, predicted) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from hiwm_jax import checkpoint, data, envs, training
 from hiwm_jax.data import normalization
 from hiwm_jax.world_model import core
-from hiwm_jax.world_model.data import UnrollSampler, delta_std, load_split
+from hiwm_jax.world_model.data import UnrollSampler, delta_std, load_split, mirrored
 
 CALIBRATION_FILE = "risk_calibration.json"
 RISK_PERCENTILE = 95.0  # one-step disagreement on training windows at this percentile = risk 1
@@ -142,6 +142,8 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
   if not input_noise >= 0:
     raise ValueError(f"world_model.input_noise is a std in metres, >= 0; got {input_noise}")
   episodes, held_out, used = load_split(config)
+  if cfg.get("mirror_augment", False):  # configs saved before it existed have none
+    episodes = episodes + mirrored(episodes, config.task)
   task = envs.task_fns(config.task)
   obs_dim = episodes[0]["steps"]["observation"].shape[1]
   if obs_dim != task.obs_dim:

@@ -27,20 +27,24 @@ def _random_actions(seed: int, n: int) -> np.ndarray:
 
 
 def _run_expert(env, seed: int, prefix: int = 0):
-  """Observations [T + 1, 196] and the simulator's success flags [T] of one episode."""
+  """Observations [T + 1, 196], the simulator's success flags [T] and the actions [T, 4] of
+  one episode."""
   obs, _ = env.reset(seed=seed)
-  all_obs, sim_success = [obs], []
+  all_obs, sim_success, actions = [obs], [], []
   for action in _random_actions(seed, prefix):
     obs, *_, info = env.step(action)
     all_obs.append(obs)
     sim_success.append(info["success"])
+    actions.append(action)
   for t in range(TASK.max_steps - prefix):
-    obs, _, terminated, _, info = env.step(np.asarray(_expert(obs, jax.random.PRNGKey(t))))
+    action = np.asarray(_expert(obs, jax.random.PRNGKey(t)))
+    obs, _, terminated, _, info = env.step(action)
     all_obs.append(obs)
     sim_success.append(info["success"])
+    actions.append(action)
     if terminated:
       break
-  return np.stack(all_obs), np.array(sim_success)
+  return np.stack(all_obs), np.array(sim_success), np.stack(actions)
 
 
 def test_layout_covers_the_observation():
@@ -79,7 +83,7 @@ def test_random_actions_stay_finite_and_bounded(env):
 
 @pytest.mark.parametrize("seed,prefix", [(0, 0), (1, 0), (2, 30)])
 def test_success_agrees_with_simulator_and_expert_folds(env, seed, prefix):
-  all_obs, sim_success = _run_expert(env, seed, prefix)
+  all_obs, sim_success, _ = _run_expert(env, seed, prefix)
   pure = np.asarray(jax.vmap(TASK.success)(jnp.asarray(all_obs[1:])))
   np.testing.assert_array_equal(pure, sim_success)
   assert sim_success[-1] and not sim_success[:-1].any()  # ends on success, not before.
@@ -89,7 +93,7 @@ def test_success_agrees_with_simulator_and_expert_folds(env, seed, prefix):
 
 
 def test_expert_is_jittable_and_vmappable(env):
-  all_obs, _ = _run_expert(env, 3, prefix=20)  # approach, grasp, carry, release phases.
+  all_obs, *_ = _run_expert(env, 3, prefix=20)  # approach, grasp, carry, release phases.
   obs = jnp.asarray(all_obs)
   keys = jax.random.split(jax.random.PRNGKey(0), len(obs))
   batched = jax.jit(jax.vmap(TASK.expert_action))(obs, keys)  # [T, 4]
@@ -165,10 +169,7 @@ def test_a_mirrored_episode_is_one_the_simulator_records(env):
   replaying the mirrored actions from the mirrored start gives the mirrored observations,
   exactly until the fold lays the cloth on itself (contact order then differs by float
   round-off), and the same outcome."""
-  obs, sim_success = _run_expert(env, seed=1, prefix=5)
-  actions = _random_actions(1, 5)
-  actions = np.concatenate([actions, np.stack([np.asarray(_expert(o, jax.random.PRNGKey(t)))
-                                               for t, o in enumerate(obs[5:-1])])])
+  obs, sim_success, actions = _run_expert(env, seed=1, prefix=5)
   mirror = envs.make("cloth_fold")
   mirror.reset(seed=0)
   replay = [mirror.place(obs[0][cloth_fold.MIRROR_OBS_INDEX])]

@@ -611,3 +611,39 @@ def test_negative_input_noise_is_refused_by_name(data_dir, tmp_path):
   config.world_model.input_noise = -0.001
   with pytest.raises(ValueError, match="input_noise"):
     train_world_model(config, str(tmp_path))
+
+
+def test_task_loss_units_weigh_position_errors_in_metres_as_eval_wm_does():
+  """world_model.loss_units="task": a squared error in normalized units, weighed, is a fixed
+  multiple of the same error in metres on the positions, whatever each dim's std; the other
+  dims keep weight 1. "normalized" weighs every dim alike."""
+  from hiwm_jax import envs, world_model
+  from hiwm_jax.world_model.train import dim_weights, noised_dims
+  task = envs.task_fns("push")
+  rng = np.random.default_rng(0)
+  stats = {"mean": np.zeros(task.obs_dim, np.float32),
+           "std": rng.uniform(0.01, 0.5, task.obs_dim).astype(np.float32)}
+  predicted = world_model.core.obs_structure(task).predicted
+  delta = rng.uniform(0.01, 0.2, predicted.shape).astype(np.float32)
+  wm = world_model.make(push_config.get_config("smoke").world_model, task, stats, delta)
+  positions = np.isin(predicted, noised_dims(wm))
+  std = stats["std"][predicted]
+  # the multi-step loss is in std units, the one-step loss in typical-step units
+  for weights, scale in zip(dim_weights(wm, "task"), (std, std * delta)):
+    ratios = []
+    for _ in range(3):
+      metres = np.where(positions, rng.normal(0, 0.01, predicted.size), 0.0)
+      ratios.append(np.sum(weights * (metres / scale) ** 2) / np.sum(metres ** 2))
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-4)
+    np.testing.assert_allclose(weights[~positions], 1.0)
+    np.testing.assert_allclose(weights[positions].mean(), 1.0, rtol=1e-5)
+  for weights in dim_weights(wm, "normalized"):
+    np.testing.assert_array_equal(weights, 1.0)
+
+
+def test_unknown_loss_units_are_refused_by_name(data_dir, tmp_path):
+  config = _config(data_dir, steps=2)
+  config.world_model.loss_units = "cm"
+  with pytest.raises(ValueError, match="loss_units must be one of .*'task'.*got 'cm'"):
+    train_world_model(config, str(tmp_path))
+  assert not os.listdir(tmp_path)  # refused before anything was written

@@ -90,6 +90,9 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # than 12 cut the 50-step error by a fifth on push and pick_place (results/world_model)
       unroll=24,
       one_step_weight=1.0,  # plus a one-step loss in units of a typical step's change
+      # how the loss weighs the predicted dims: "normalized" (each by its data std) or "task"
+      # (positions in metres, as eval_wm judges them; world_model/train.py: dim_weights)
+      loss_units="normalized",
       # std (metres) of noise on each training window's starting positions, targets kept:
       # teaches the model to pull states off the data back onto it (world_model/train.py)
       input_noise=0.0,

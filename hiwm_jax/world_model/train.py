@@ -49,7 +49,7 @@ def dim_weights(wm: core.WorldModel, units: str) -> tuple[np.ndarray, np.ndarray
   "task": the position dims' errors in metres, as eval_wm judges them (a squared error per
   metre squared, scaled to mean 1 over those dims), the other dims as in "normalized". Per
   normalized unit a cloth vertex near the carried corner moves 9 cm but one on the table's
-  hinge side 0.4 cm vertically: normalized units weigh a millimetre of the second 500 times
+  hinge side 0.4 cm vertically: normalized units weigh a millimetre of the second 600 times
   the first, while eval_wm's mean vertex distance weighs them alike.
   """
   p = wm.structure.predicted

@@ -59,8 +59,8 @@ def dim_weights(wm: core.WorldModel, units: str) -> tuple[np.ndarray, np.ndarray
   positions = np.isin(p, noised_dims(wm))  # predicted positions the actions do not set
 
   def in_metres(scale):  # squared error in scaled units -> metres^2, mean 1 over positions
-    w = np.where(positions, scale ** 2, 1.0).astype(np.float32)
-    return np.where(positions, w / w[positions].mean(), 1.0).astype(np.float32)
+    return np.where(positions, scale ** 2 / np.mean(scale[positions] ** 2), 1.0).astype(
+        np.float32)
 
   std = wm.obs_stats["std"][p]
   return in_metres(std), in_metres(std * wm.delta_std)

@@ -313,6 +313,12 @@ def vertex_qpos_ids(model: mujoco.MjModel) -> np.ndarray:
   return first[:, None] + np.arange(3)[None, :]
 
 
+def vertex_dof_ids(model: mujoco.MjModel) -> np.ndarray:
+  """qvel addresses [64, 3] of the same joints."""
+  first = model.jnt_dofadr[model.body_jntadr[vertex_bodies(model)]]  # [64]
+  return first[:, None] + np.arange(3)[None, :]
+
+
 def _yaw(angle: float) -> np.ndarray:
   c, s = np.cos(angle), np.sin(angle)
   return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
@@ -328,6 +334,7 @@ class ClothFoldEnv(TaskEnv):
     self._scratch = mujoco.MjData(self.model)  # render_obs writes here, never in `data`.
     self._pinch = pinch_ids(self.model)  # [64]
     self._vert_qpos = vertex_qpos_ids(self.model)  # [64, 3]
+    self._vert_dofs = vertex_dof_ids(self.model)  # [64, 3]
     self._vert_pos0 = self.model.body_pos[vertex_bodies(self.model)].copy()  # [64, 3] at qpos 0.
     self._gripper_geom = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, "gripper")
     self._camera = camera
@@ -394,6 +401,12 @@ class ClothFoldEnv(TaskEnv):
     self.data.qpos[self._vert_qpos] += np.asarray(offsets).reshape(N_VERTS, 3)
     mujoco.mj_forward(self.model, self.data)
     return self._obs()
+
+  def set_vertex_velocities(self, velocities: np.ndarray) -> None:
+    """Sets every vertex's velocity [64, 3] (m/s; positions kept): the simulator restarted
+    from what observations show of its state (experiments/cloth_sensitivity)."""
+    self.data.qvel[self._vert_dofs] = np.asarray(velocities).reshape(N_VERTS, 3)
+    mujoco.mj_forward(self.model, self.data)
 
   def _sim_success(self) -> bool:
     """The simulator's own verdict, from MuJoCo's state (not from the observation)."""

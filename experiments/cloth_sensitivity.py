@@ -13,10 +13,12 @@ With --every_step, fresh noise moves the vertices before every step, not only at
 a stand-in for a world model whose own step errs a little, without bias, every step (a model's
 errors come back each step; a single kick at the start is the floor under that).
 
-With --observed_velocity, before every step the vertices' velocities are set to what the run's
-last two observations show (their difference over the control period): the simulator as a
-world model whose whole state is the observation history (as `world_model.core.WMState`),
-with exact physics in between. Pass --sigmas_mm=0 for that alone.
+With --observed_velocity, the vertices' velocities are set at the start to what the run's last
+two observations show (their difference over the control period), as a world model starts
+from real observations; the simulator then carries its own. With --every_step too, they are
+set so before every step: the simulator as a world model whose whole state is the
+observation history (`world_model.core.WMState`), exact physics in between. Pass
+--sigmas_mm=0 for that alone.
 
 With --config, the episodes are that config's held-out world-model split instead (recorded
 demos, play and base-policy rollouts, replayed from their seeds and actions): at 50 steps,
@@ -26,7 +28,7 @@ the very windows `eval_wm` judges a world model on.
   python -m experiments.cloth_sensitivity --every_step --sigmas_mm=0.1,0.2,0.4
   python -m experiments.cloth_sensitivity --every_step --config=experiments/configs/cloth_fold.py \
       --config.data_dir=/tmp/hiwm3
-  python -m experiments.cloth_sensitivity --observed_velocity --sigmas_mm=0 \
+  python -m experiments.cloth_sensitivity --observed_velocity [--every_step] --sigmas_mm=0 \
       --config=experiments/configs/cloth_fold.py --config.data_dir=/tmp/hiwm3
 """
 import numpy as np
@@ -47,9 +49,9 @@ _STRIDE = flags.DEFINE_integer("stride", 10, "Steps between starts.")
 _EVERY_STEP = flags.DEFINE_bool("every_step", False, "Perturb before every step, not only at "
                                 "the start.")
 _OBSERVED_VELOCITY = flags.DEFINE_bool(
-    "observed_velocity", False, "Before every step, set the vertices' velocities to the last "
-    "two observations' difference over the control period (the simulator's state as a world "
-    "model holds it).")
+    "observed_velocity", False, "At the start (with --every_step: before every step), set the "
+    "vertices' velocities to the last two observations' difference over the control period "
+    "(the simulator's state as a world model holds it).")
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A cloth_fold config: replay its "
                                           "held-out world-model split instead of play.")
 _SEED0 = 5_000_000  # apart from data, play, rollout, Hi-WM and evaluation seeds
@@ -73,10 +75,11 @@ def held_out_episodes(config):
            steps["action"][:-1])
 
 
-def replay_from(env, seed, actions, t0, offsets, horizons, observed_velocity=False):
+def replay_from(env, seed, actions, t0, offsets, horizons, observed_velocity=None):
   """(mean vertex positions after each horizon [H, 64, 3], pinched vertex per step [max h]);
   offsets [max h, 64, 3] move the vertices before each step (zeros: not at all);
-  observed_velocity: before each step the vertices move as the last two observations show."""
+  observed_velocity [max h] bool: before those steps the vertices move as the last two
+  observations show (None: never)."""
   obs, _ = env.reset(seed=seed)
   previous = obs  # a reset cloth is at rest
   for action in actions[:t0]:
@@ -86,7 +89,7 @@ def replay_from(env, seed, actions, t0, offsets, horizons, observed_velocity=Fal
   for k in range(1, max(horizons) + 1):
     if np.any(offsets[k - 1]):
       obs = env.nudge_vertices(offsets[k - 1])
-    if observed_velocity:
+    if observed_velocity is not None and observed_velocity[k - 1]:
       env.set_vertex_velocities(
           (cloth_fold.vertices(obs) - cloth_fold.vertices(previous)) / period)
     previous, obs = obs, env.step(actions[t0 + k - 1])[0]
@@ -111,6 +114,9 @@ def main(argv):
   replay_gap = 0.0  # the unperturbed replay against the recorded episode: 0 if deterministic
   copy_last = []  # per start: [H] cm, the start's cloth against the recorded one (eval_wm's)
   shape = (max(horizons), cloth_fold.N_VERTS, 3)  # offsets: before each step of a replay
+  restarts = None  # steps before which the velocities are re-read from the observations
+  if _OBSERVED_VELOCITY.value:
+    restarts = np.arange(max(horizons)) < (max(horizons) if _EVERY_STEP.value else 1)
   for seed, observations, actions in tqdm.tqdm(episodes, desc="cloth episodes"):
     for t0 in range(0, len(actions) - max(horizons) + 1, _STRIDE.value):
       reference, ref_pinched = replay_from(env, seed, actions, t0, np.zeros(shape),
@@ -125,15 +131,15 @@ def main(argv):
           offsets = rng.normal(0.0, s, shape)
         else:
           offsets[0] = rng.normal(0.0, s, shape[1:])
-        verts, pinched = replay_from(env, seed, actions, t0, offsets, horizons,
-                                     _OBSERVED_VELOCITY.value)
+        verts, pinched = replay_from(env, seed, actions, t0, offsets, horizons, restarts)
         errors[s].append(100 * np.linalg.norm(verts - reference, axis=-1).mean(-1))
         flipped[s].append(bool(np.any(pinched != ref_pinched)))
   env.close()
   head = " | ".join(f"{h}-step (cm)" for h in horizons)
   when = "before every step" if _EVERY_STEP.value else "at the start"
   if _OBSERVED_VELOCITY.value:
-    when += ", and restarted before every step from the observed velocity"
+    when += (", its velocity set to the observed one " +
+             ("before every step" if _EVERY_STEP.value else "at the start"))
   print(f"cloth_fold, {len(episodes)} {what}, {len(errors[sigmas[0]])} starts, "
         f"perturbed {when}: "
         "mean vertex error after the same actions, perturbed vs unperturbed run; the "

@@ -132,6 +132,10 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # keeps (the cloth's edge lengths, held vertex pinned; structure.py); 0: off. Tasks
       # without such constraints ignore it
       constraint_passes=0,
+      # each member carries a learned memory of this size in the state (world_model/core.py:
+      # WMState.memory), read and rewritten every step, for what the observation history does
+      # not show (the cloth's velocities at the step's end); 0: none
+      memory=0,
       # 12000 steps: about 12 min on 2 CPU cores for push or pick_place, 25 for the cloth
       train=dict(steps=12000, batch_size=64,  # batch_size windows per ensemble member
                  lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip_norm=1.0, ema_decay=0.995,

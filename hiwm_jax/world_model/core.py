@@ -35,6 +35,8 @@ class WMState:
   step: jax.Array  # [] int32, control steps taken since init
   latent: jax.Array  # [C] float32: hidden simulator state the actions set (structure.Latent:
   #                    Meta-World's mocap target, the cloth's pinch); [0] where none is kept
+  memory: jax.Array  # [E, K] float32: each member's learned memory of what the observations
+  #                    do not show (the cloth's velocities at the step's end); [E, 0]: none
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # eq=False: hashable by identity, for jax.jit
@@ -60,6 +62,10 @@ class WorldModel:
       network predicts the whole step (and always for a task without one).
     constraint_passes: Gauss-Seidel passes that project each predicted observation back onto
       the constraints the simulator keeps (the cloth's edge lengths, structure.py); 0: none.
+    memory: K, the size of each member's learned memory (WMState.memory): the network reads
+      it and writes its next value each step, so the state can hold what two observations do
+      not (a restarted simulator that sees only them errs 4 times more at 50 steps; results/
+      world_model). Zero at init. 0: none.
   """
   task: TaskFns
   history: int
@@ -73,6 +79,7 @@ class WorldModel:
   canonical_frame: bool = False
   physics: Mapping[str, Any] | None = None
   constraint_passes: int = 0
+  memory: int = 0
 
   @property
   def obs_dim(self) -> int:
@@ -116,7 +123,8 @@ class WorldModel:
       raise ValueError(f"latent has shape {tuple(latent.shape)}; expected "
                        f"({self.latent_dim},) for this {self.task.name} world model")
     return WMState(obs_history=self.normalize(obs_history), risk=jnp.zeros((), jnp.float32),
-                   step=jnp.zeros((), jnp.int32), latent=latent)
+                   step=jnp.zeros((), jnp.int32), latent=latent,
+                   memory=jnp.zeros((self.ensemble_size, self.memory), jnp.float32))
 
   def step(self, params: Params, state: WMState, action) -> WMState:
     action = jnp.asarray(action, jnp.float32)
@@ -126,13 +134,13 @@ class WorldModel:
     e = self.ensemble_size
     prior = (None if self.structure.prior is None else broadcast_members(
         self.prior_change(state.obs_history, jnp.clip(action, -1.0, 1.0), latent), e))
-    out = self.apply_members(params, broadcast_members(state.obs_history, e),
-                             broadcast_members(action, e), broadcast_members(latent, e),
-                             prior)  # [E, P]
+    out, memory = self.apply_members(params, broadcast_members(state.obs_history, e),
+                                     broadcast_members(action, e), broadcast_members(latent, e),
+                                     prior, state.memory)  # [E, P], [E, K]
     history = jnp.concatenate([state.obs_history[1:], self.advance(
         state.obs_history, out.mean(0), action, latent)[None]])
     return WMState(obs_history=history, risk=self.disagreement(out) / self.risk_scale,
-                   step=state.step + 1, latent=latent)
+                   step=state.step + 1, latent=latent, memory=memory)
 
   def observe(self, params: Params, state: WMState) -> jax.Array:
     del params
@@ -213,19 +221,23 @@ class WorldModel:
     return jax.lax.stop_gradient(change / self.delta_std)
 
   def apply_members(self, params: Params, history, action, latent=None,
-                    prior_change=None) -> jax.Array:
-    """Members' outputs [E, ..., P] from histories [E, ..., h, obs_dim], actions [E, ..., A]
-    and, with a latent, the latent after the action [E, ..., C]: each member's predicted
-    change, zero in the dims the structure says stay still. With a physics prior, its change
-    is added (`prior_change` [E, ..., P] where the caller has it: one physics step for all
+                    prior_change=None, memory=None) -> tuple[jax.Array, jax.Array]:
+    """Members' outputs [E, ..., P] and next memories [E, ..., K] from histories
+    [E, ..., h, obs_dim], actions [E, ..., A], with a latent the latent after the action
+    [E, ..., C], and their memories [E, ..., K] (None: zeros): each member's predicted change,
+    zero in the dims the structure says stay still. With a physics prior, its change is
+    added (`prior_change` [E, ..., P] where the caller has it: one physics step for all
     members when they share their inputs)."""
     s, action = self.structure, jnp.clip(action, -1.0, 1.0)
     p = s.predicted
+    if memory is None:
+      memory = jnp.zeros(action.shape[:-1] + (self.memory,), action.dtype)
     if isinstance(self.module, cloth_graph.GraphEnsemble):  # per vertex, in metres
       nodes, edges = cloth_graph.graph_inputs(self.unnormalize(history), action)
       delta = cloth_graph.vertex_delta_to_obs(self.module.apply(params, nodes, edges),
                                               self.obs_dim)
       out = delta[..., p] / (self.obs_stats["std"][p] * self.delta_std)
+      memory = memory[..., :0]
     else:
       # What the network sees: world coordinates, or the frame's.
       seen, move, raw = history, action, self.unnormalize(history)
@@ -237,12 +249,14 @@ class WorldModel:
       inputs = move
       if self.latent_dim:  # from the observation as the network sees it (a pinch has no frame)
         inputs = jnp.concatenate([move, s.latent.features(latent, raw[..., -1, :])], axis=-1)
+      inputs = jnp.concatenate([inputs, memory], axis=-1)
       hist = seen[..., p]  # [..., h, P]
       # The last observation and the recent steps' changes in typical-step units: motion is
       # a small difference of large positions, too ill-conditioned to leave to the first layer.
       motion = jnp.diff(hist, axis=-2) / self.delta_std  # [..., h-1, P]
       out = self.module.apply(params, jnp.concatenate([motion, hist[..., -1:, :]], axis=-2),
                               inputs)
+      out, memory = out[..., :p.size], jnp.tanh(out[..., p.size:])  # memory in (-1, 1)
       if s.frame is not None:  # the predicted change, turned from the frame back to the world
         scale = self.obs_stats["std"][p] * self.delta_std
         change = jnp.zeros(out.shape[:-1] + (self.obs_dim,), out.dtype).at[..., p].set(out * scale)
@@ -252,10 +266,10 @@ class WorldModel:
                    prior_change)
     still = s.still
     if still is None or self.history < 2:  # one observation shows no motion: cannot tell rest
-      return out
+      return out, memory
     raw = self.unnormalize(history[..., -2:, :])
     stays = still(raw[..., 0, :], raw[..., 1, :], action)[..., None] & s.still_mask
-    return jnp.where(stays, 0.0, out)
+    return jnp.where(stays, 0.0, out), memory
 
   def advance(self, history, out, action, latent=None) -> jax.Array:
     """The next normalized observation [..., D] from history [..., h, D], the network's output
@@ -317,9 +331,13 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
   if passes < 0:
     raise ValueError(f"world_model.constraint_passes must be >= 0 (0: off); got {passes}")
   network = config.get("network", "mlp")
+  memory = int(config.get("memory", 0))  # configs saved before it existed have none
+  if memory < 0 or (memory and network != "mlp"):
+    raise ValueError(f"world_model.memory is a size >= 0 for the MLP network (0: none); got "
+                     f"{memory} with network {network!r}")
   if network == "mlp":
     module = Ensemble(size=config.ensemble_size, hidden=tuple(config.hidden),
-                      out_dim=int(structure.predicted.size))
+                      out_dim=int(structure.predicted.size) + memory)
   elif network == "cloth_graph" and task.name == "cloth_fold":
     if config.get("canonical_frame", False):
       raise ValueError("world_model.canonical_frame is for the MLP network; the cloth graph "
@@ -336,13 +354,13 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
                     pinch_latent=bool(config.get("pinch_latent", WorldModel.pinch_latent)),
                     canonical_frame=bool(config.get("canonical_frame",
                                                     WorldModel.canonical_frame)),
-                    physics=physics, constraint_passes=passes)
+                    physics=physics, constraint_passes=passes, memory=memory)
 
 
 def init_params(wm: WorldModel, rng: jax.Array) -> Params:
   latent = wm.structure.latent
   e, p = wm.ensemble_size, wm.structure.predicted.size
-  a = wm.action_dim + (latent.feature_dim if latent is not None else 0)
+  a = wm.action_dim + (latent.feature_dim if latent is not None else 0) + wm.memory
   if isinstance(wm.module, cloth_graph.GraphEnsemble):
     return wm.module.init(rng, *cloth_graph.graph_inputs(jnp.zeros((e, wm.history, wm.obs_dim)),
                                                          jnp.zeros((e, wm.action_dim))))

@@ -111,18 +111,20 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
     chex.assert_rank([hist, target, mask], [4, 4, 3])
 
     def body(carry, step):  # action [E, B, A], the recorded latent after it [E, B, C]
-      h, latent = carry
+      h, latent, memory = carry
       action, recorded = step
       h = h if through_time else jax.lax.stop_gradient(h)
       latent = (recorded if recorded_latent else
                 wm.next_latent(latent, wm.unnormalize(h[..., -1, :]), action))  # [E, B, C]
-      out = wm.apply_members(params, h, action, latent)  # [E, B, P]
+      out, memory = wm.apply_members(params, h, action, latent, memory=memory)  # [E, B, P]
       nxt = wm.advance(h, out, action, latent)  # [E, B, D]
-      return (jnp.concatenate([h[..., 1:, :], nxt[..., None, :]], axis=-2), latent), (nxt, out)
+      return ((jnp.concatenate([h[..., 1:, :], nxt[..., None, :]], axis=-2), latent, memory),
+              (nxt, out))
 
     # Rematerialized: the backward pass recomputes each step rather than storing every
     # step's activations (the cloth graph's edge activations would not fit).
-    _, (preds, outs) = jax.lax.scan(jax.checkpoint(body), (hist, batch["latent"]),
+    memory = jnp.zeros(mask.shape[:2] + (wm.memory,), hist.dtype)  # [E, B, K], as init's
+    _, (preds, outs) = jax.lax.scan(jax.checkpoint(body), (hist, batch["latent"], memory),
                                     (jnp.moveaxis(batch["action"], 2, 0),
                                      jnp.moveaxis(batch["next_latent"], 2, 0)))
     preds = jnp.moveaxis(preds, 0, 2)  # [E, B, K, D]
@@ -158,10 +160,10 @@ def calibrate_risk(wm: core.WorldModel, params, sampler: UnrollSampler, seed: in
 
   @jax.jit
   def disagreement(history, action, latent):
-    out = wm.apply_members(params, core.broadcast_members(wm.normalize(history), e),
-                           core.broadcast_members(action, e),
-                           core.broadcast_members(wm.next_latent(latent, history[..., -1, :],
-                                                                 action), e))
+    out, _ = wm.apply_members(params, core.broadcast_members(wm.normalize(history), e),
+                              core.broadcast_members(action, e),
+                              core.broadcast_members(wm.next_latent(latent, history[..., -1, :],
+                                                                    action), e))
     return wm.disagreement(out)  # out [E, B, P]
 
   values = np.asarray(disagreement(batch["history"], batch["action"][:, 0], batch["latent"]))

@@ -647,3 +647,36 @@ def test_unknown_loss_units_are_refused_by_name(data_dir, tmp_path):
   with pytest.raises(ValueError, match="loss_units must be one of .*'task'.*got 'cm'"):
     train_world_model(config, str(tmp_path))
   assert not os.listdir(tmp_path)  # refused before anything was written
+
+
+def test_a_memory_is_carried_rewritten_and_read_by_the_next_step(data_dir, tmp_path):
+  """world_model.memory: zeros at init; each step writes every member's next memory, which
+  the step after reads; a trained model round-trips through its checkpoint."""
+  config = _config(data_dir, steps=10, log_every=10, checkpoint_every=10, lr=3e-3)
+  config.world_model.memory = 8
+  wm, params = train_world_model(config, str(tmp_path))
+  e = wm.ensemble_size
+  state = wm.init(params, np.zeros((2, 39), np.float32))
+  chex.assert_trees_all_equal(state.memory, jnp.zeros((e, 8), jnp.float32))
+  moving, action = _moving_params(wm), jnp.array([0.5, -0.2, 0.1, 0.0])
+  nxt = jax.jit(wm.step)(moving, state, action)
+  chex.assert_shape(nxt.memory, (e, 8))
+  assert np.abs(np.asarray(nxt.memory)).min() > 0  # every member wrote its memory
+  stepped = lambda s: np.asarray(wm.observe(moving, wm.step(moving, s, action)))
+  assert np.abs(stepped(nxt) - stepped(nxt.replace(memory=-nxt.memory))).max() > 1e-7
+  loaded, loaded_params, _ = load_world_model(str(tmp_path))
+  chex.assert_trees_all_equal(loaded_params, params)
+  assert loaded.memory == 8
+
+
+def test_a_memory_for_the_cloth_graph_or_below_zero_is_refused_by_name():
+  from experiments.configs import cloth_fold as cloth_config
+  from hiwm_jax import envs
+  config = cloth_config.get_config("graph").world_model
+  config.memory = 4
+  with pytest.raises(ValueError, match="world_model.memory"):
+    _unit_model(config, envs.task_fns("cloth_fold"))
+  config = push_config.get_config("smoke").world_model
+  config.memory = -1
+  with pytest.raises(ValueError, match="world_model.memory"):
+    _unit_model(config, envs.task_fns("push"))

@@ -123,7 +123,7 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
 
     # Rematerialized: the backward pass recomputes each step rather than storing every
     # step's activations (the cloth graph's edge activations would not fit).
-    memory = jnp.zeros(mask.shape[:2] + (wm.memory,), hist.dtype)  # [E, B, K], as init's
+    memory = jnp.zeros(mask.shape[:2] + (wm.memory,), hist.dtype)  # [E, B, memory]: init's zeros
     _, (preds, outs) = jax.lax.scan(jax.checkpoint(body), (hist, batch["latent"], memory),
                                     (jnp.moveaxis(batch["action"], 2, 0),
                                      jnp.moveaxis(batch["next_latent"], 2, 0)))

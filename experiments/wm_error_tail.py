@@ -9,7 +9,8 @@ the worst tenth of windows makes, and the copy-last baseline's mean. For a model
 latent (the cloth's pinch, Meta-World's mocap target), it also splits the windows by whether
 the rollout's latent ever departs from the real one (integrated from the real observations): a
 cloth world model whose cloth is off at a grasp pinches another vertex, and the fold goes
-elsewhere.
+elsewhere. For the windows that lose it, the field's error when the latent departs tells
+drift (the model was already off) from a cliff (it was not).
 """
 import json
 
@@ -38,7 +39,8 @@ def main(argv):
   keep = w["valid"][:, h - 1]  # windows whose episode runs the whole horizon
   w = {k: v[keep] for k, v in w.items()}
   pred, _, latents = evaluate.rollouts(wm, params, w["history"], w["actions"], w["latent"])
-  error = evaluate.position_error_cm(wm, np.asarray(pred), w["targets"])[field][:, h - 1]
+  steps_error = evaluate.position_error_cm(wm, np.asarray(pred), w["targets"])[field]
+  error = steps_error[:, h - 1]
   copy = np.broadcast_to(w["last"][:, None], w["targets"].shape)
   copy_error = evaluate.position_error_cm(wm, copy, w["targets"])[field][:, h - 1]
   worst = np.sort(error)[::-1][:max(len(error) // 10, 1)]
@@ -48,12 +50,20 @@ def main(argv):
          "p90_cm": float(np.percentile(error, 90)), "worst_tenth_share": float(worst.sum() /
                                                                              error.sum())}
   if wm.latent_dim:
-    lost = np.any(np.abs(np.asarray(latents) - w["target_latents"]) > 1e-4, axis=(1, 2))
+    first = evaluate.latent_departures(latents, w["target_latents"])
+    lost = first >= 0
     mean = lambda x, where: float(x[where].mean()) if where.any() else None
+    # The field's error in the observation the departing step started from (0 at the real
+    # start): large, the model had drifted; small, a cliff a millimetre decides.
+    before = np.concatenate([np.zeros((len(first), 1)), steps_error[:, :-1]], axis=1)
+    at_departure = before[np.arange(len(first)), np.maximum(first, 0)][lost]
     out.update(latent_lost=int(lost.sum()), latent_lost_mean_cm=mean(error, lost),
                latent_kept_mean_cm=mean(error, ~lost),
                latent_kept_copy_last_mean_cm=mean(copy_error, ~lost),
-               latent_lost_share=float(error[lost].sum() / error.sum()))
+               latent_lost_share=float(error[lost].sum() / error.sum()),
+               latent_lost_error_at_departure_cm=None if not lost.any() else {
+                   "min": float(at_departure.min()), "median": float(np.median(at_departure)),
+                   "max": float(at_departure.max())})
   print(json.dumps(out, indent=2))
 
 

@@ -680,3 +680,14 @@ def test_a_memory_for_the_cloth_graph_or_below_zero_is_refused_by_name():
   config.memory = -1
   with pytest.raises(ValueError, match="world_model.memory"):
     _unit_model(config, envs.task_fns("push"))
+
+
+def test_latent_departures_find_the_first_step_a_rollouts_latent_leaves_the_real_one():
+  """wm_error_tail's split of lost windows: the first departing step, -1 if none departs."""
+  real = np.zeros((3, 5, 2), np.float32)
+  rolled = real.copy()
+  rolled[1, 2:, 0] = 1.0  # departs at step 2 and stays off
+  rolled[2, 4, 1] = 1e-5  # within tolerance: float noise is no departure
+  np.testing.assert_array_equal(evaluate.latent_departures(rolled, real), [-1, 2, -1])
+  rolled[2, 0, 1] = 1.0  # departs at the first step
+  np.testing.assert_array_equal(evaluate.latent_departures(rolled, real), [-1, 2, 0])

@@ -68,6 +68,14 @@ def open_loop_windows(wm: WorldModel, episodes: Sequence[dict], length: int,
   return {k: np.stack(v) for k, v in out.items()}
 
 
+def latent_departures(latents, target_latents, tol: float = 1e-4) -> np.ndarray:
+  """[N] the first step at which each rollout's latent [N, T, C] departs from the real one
+  [N, T, C] (the action that made the world model pinch another cloth vertex, or none);
+  -1 where it never does."""
+  departed = np.any(np.abs(np.asarray(latents) - np.asarray(target_latents)) > tol, axis=-1)
+  return np.where(departed.any(axis=1), np.argmax(departed, axis=1), -1)
+
+
 def open_loop_errors(wm: WorldModel, params, episodes: Sequence[dict],
                      horizons: Sequence[int] = (1, 10, 50), stride: int = 10) -> dict:
   """{horizon: {field: {"wm": cm, "copy_last": cm}, "starts": n}} over held-out episodes.

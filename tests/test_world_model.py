@@ -182,6 +182,24 @@ def test_missing_dataset_error_names_path_and_command(data_dir):
     load_episodes(config, "push_flow_hgdagger")  # e.g. eval_wm --datasets, a typo
 
 
+def test_train_only_datasets_add_training_data_and_leave_the_held_out_split(data_dir):
+  config = _config(data_dir)
+  with config.unlocked():
+    config.wm_data.update(datasets=("demos",), optional=())
+  base_train, base_held, _ = load_split(config)
+  with config.unlocked():
+    config.wm_data.train_only = ("play",)
+  train, held_out, used = load_split(config)
+  assert used == {"demos": 4, "play": 4}  # the config caps each dataset at 4
+  assert [e["episode_metadata"]["seed"] for e in held_out] == [
+      e["episode_metadata"]["seed"] for e in base_held]
+  assert len(train) == len(base_train) + 4
+  with config.unlocked():
+    config.wm_data.train_only = ("demos",)
+  with pytest.raises(ValueError, match=r"train_only names 'demos'.*also lists"):
+    load_split(config)
+
+
 def test_unroll_windows_mask_the_episode_end(data_dir):
   episode = data.read_episodes(os.path.join(data_dir, "push", "demos"))[0]
   sampler = UnrollSampler([episode], history=2, unroll=8)

@@ -160,6 +160,8 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       datasets=("demos", "play") + tuple(f"policy_{b}" for b in sorted(base_demos)),
       optional=tuple(f"policy_{b}" for b in sorted(base_demos) if b != config.policy.backbone),
       holdout_fraction=0.2,  # the last episodes of each dataset are held out for eval_wm
+      # datasets trained on whole, none held out: more data, the held-out split unchanged
+      train_only=(),
       max_episodes=ml_collections.FieldReference(None, field_type=int),  # per dataset
   ))
   # A Hi-WM round (experiments/hiwm_collect.py): rollouts in the WM, the person's corrections.

@@ -53,6 +53,8 @@ def load_split(config: ml_collections.ConfigDict) -> tuple[list[dict], list[dict
 
   Each listed dataset's last `holdout_fraction` episodes (at least one, if it has two) are
   held out. A missing dataset fails with the command that creates it, unless it is optional.
+  Datasets in `train_only` are trained on whole: more data that leaves the held-out split,
+  and so every figure judged on it, as it was.
   """
   cfg = config.wm_data
   unknown = set(cfg.optional) - set(cfg.datasets)
@@ -71,6 +73,13 @@ def load_split(config: ml_collections.ConfigDict) -> tuple[list[dict], list[dict
     train += episodes[:count - n_out]
     held_out += episodes[count - n_out:]
     used[name] = count
+  for name in cfg.get("train_only", ()):
+    if name in cfg.datasets:
+      raise ValueError(f"wm_data.train_only names {name!r}, which wm_data.datasets also lists "
+                       "(and so holds part of out)")
+    episodes = load_episodes(config, name, cfg.max_episodes)
+    train += episodes
+    used[name] = len(episodes)
   if not train:
     raise ValueError(f"no training episodes in {list(cfg.datasets)} under "
                      f"{os.path.join(config.data_dir, config.task)}")

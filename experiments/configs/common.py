@@ -87,7 +87,8 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       network="mlp",
       hidden=(128, 128, 128), graph=dict(width=32, rounds=4),
       # steps of the multi-step loss (lax.scan over the model's own predictions); 24 rather
-      # than 12 cut the 50-step error by a fifth on push and pick_place (results/world_model)
+      # than 12 cut the 50-step error by a fifth on push and pick_place; 48 did not move the
+      # cloth's, at twice the cost (results/world_model)
       unroll=24,
       one_step_weight=1.0,  # plus a one-step loss in units of a typical step's change
       # how the loss weighs the predicted dims: "normalized" (each by its data std) or "task"

@@ -10,6 +10,10 @@ final state sits on the success boundary); writes <workdir>/eval_wm.json.
 judges it instead, the same way, on every episode of datasets it was not trained on (here real
 HG-DAgger sessions, from states its own data rarely shows), each written to
 <workdir>/eval_wm_<dataset>.json; eval_wm.json is left as it was.
+
+  python -m experiments.eval_wm --workdir=/tmp/hiwm/wmx/cloth --step=3000 --fresh_episodes=0
+judges an earlier checkpoint (one the run kept) instead of the last, into
+<workdir>/eval_wm_step3000.json: how the figures moved with training.
 """
 import json
 import os
@@ -25,12 +29,15 @@ _FRESH = flags.DEFINE_integer("fresh_episodes", 40, "Also judge success on this 
                               "full-horizon simulator episodes (0: none).")
 _DATASETS = flags.DEFINE_list("datasets", [], "Judge every episode of these datasets instead "
                               "(names under the config's data_dir/task), each on its own.")
+_STEP = flags.DEFINE_integer("step", None, "Judge this checkpoint step (default: the last); "
+                             "results go to eval_wm_step<step>.json.")
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
   del argv
-  wm, params, config = load_world_model(_WORKDIR.value)
+  wm, params, config = load_world_model(_WORKDIR.value, _STEP.value)
+  suffix = "" if _STEP.value is None else f"_step{_STEP.value}"
   try:
     extra = {name: load_episodes(config, name) for name in _DATASETS.value}
   except FileNotFoundError as e:
@@ -39,7 +46,7 @@ def main(argv):
     print(f"\n{name}: all {len(episodes)} episodes (not in the held-out split)")
     result = {"task": config.task, "dataset": name, "episodes": len(episodes),
               **_judge(wm, params, config, episodes, name)}
-    with open(os.path.join(_WORKDIR.value, f"eval_wm_{name}.json"), "w") as f:
+    with open(os.path.join(_WORKDIR.value, f"eval_wm_{name}{suffix}.json"), "w") as f:
       json.dump(result, f, indent=2)
   if extra:
     return
@@ -51,7 +58,9 @@ def main(argv):
     fresh = full_horizon_episodes(config, _FRESH.value, config.eval.seed_offset + 500_000)
     result["success_agreement_full_horizon"] = evaluate.success_agreement(wm, params, fresh)
     _print_agreement("new full-horizon episodes", result["success_agreement_full_horizon"])
-  with open(os.path.join(_WORKDIR.value, "eval_wm.json"), "w") as f:
+  if _STEP.value is not None:
+    result["step"] = _STEP.value
+  with open(os.path.join(_WORKDIR.value, f"eval_wm{suffix}.json"), "w") as f:
     json.dump(result, f, indent=2)
 
 

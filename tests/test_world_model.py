@@ -709,3 +709,16 @@ def test_latent_departures_find_the_first_step_a_rollouts_latent_leaves_the_real
   np.testing.assert_array_equal(evaluate.latent_departures(rolled, real), [-1, 2, -1])
   rolled[2, 0, 1] = 1.0  # departs at the first step
   np.testing.assert_array_equal(evaluate.latent_departures(rolled, real), [-1, 2, 0])
+
+
+def test_grip_phases_name_each_step_by_what_its_action_does_to_the_grip():
+  """experiments/wm_phase_errors: a grasp, a carry, a release, the settling steps after it
+  (counted until SETTLE_STEPS), then rest; a second grasp starts over."""
+  from experiments.wm_phase_errors import SETTLE_STEPS, phases
+  held = np.array([0, 0, 1, 1, 1, 0] + [0] * (SETTLE_STEPS + 1) + [1, 0], bool)
+  names = phases(held)
+  assert len(names) == len(held) - 1
+  assert list(names[:5]) == ["rest", "grasp step", "carry", "carry", "release step"]
+  assert list(names[5:5 + SETTLE_STEPS]) == [f"{k} after release"
+                                            for k in range(1, SETTLE_STEPS + 1)]
+  assert list(names[5 + SETTLE_STEPS:]) == ["rest", "grasp step", "release step"]

@@ -7,6 +7,7 @@ and seed its own generator, so every seed gives its own, reproducible layout.
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 
 import jax.numpy as jnp
@@ -78,6 +79,21 @@ def staged_progress(obs, success_radius: float, scale: float = 0.3):
   reach = 1.0 - jnp.clip(jnp.linalg.norm(obs[..., 0:3] - obs[..., 4:7], axis=-1) / scale, 0, 1)
   place = 1.0 - jnp.clip((object_goal_distance(obs) - success_radius) / scale, 0, 1)
   return jnp.where(object_goal_distance(obs) <= success_radius, 1.0, 0.25 * reach + 0.75 * place)
+
+
+def object_within(obs, radius: float):
+  """bool [...]: the object within `radius` metres of the goal (a task's success)."""
+  return object_goal_distance(obs) <= radius
+
+
+def task_fns(name: str, success_radius: float, expert_action) -> TaskFns:
+  """A Meta-World task's pure functions: success is the object within `success_radius` of the
+  goal (the task's own Meta-World threshold), progress `staged_progress` toward it."""
+  return TaskFns(name=name, obs_dim=OBS_DIM, action_dim=ACTION_DIM, max_steps=150,
+                 obs_layout=OBS_LAYOUT,
+                 success=functools.partial(object_within, radius=success_radius),
+                 progress=functools.partial(staged_progress, success_radius=success_radius),
+                 expert_action=expert_action)
 
 
 def move_towards(hand, target, gain: float = 10.0):

@@ -6,17 +6,8 @@ Observation: Meta-World's 39-d vector (`metaworld_env.OBS_LAYOUT`). Success: the
 import jax.numpy as jnp
 
 from hiwm_jax.envs import metaworld_env
-from hiwm_jax.envs.base import TaskFns
 
 SUCCESS_RADIUS = 0.07
-
-
-def success(obs):
-  return metaworld_env.object_goal_distance(obs) <= SUCCESS_RADIUS
-
-
-def progress(obs):
-  return metaworld_env.staged_progress(obs, SUCCESS_RADIUS)
 
 
 def expert_action(obs, rng):
@@ -36,16 +27,7 @@ def expert_action(obs, rng):
   return jnp.concatenate([move, grab[None]])
 
 
-TASK = TaskFns(
-    name="pick_place",
-    obs_dim=metaworld_env.OBS_DIM,
-    action_dim=metaworld_env.ACTION_DIM,
-    max_steps=150,
-    obs_layout=metaworld_env.OBS_LAYOUT,
-    success=success,
-    progress=progress,
-    expert_action=expert_action,
-)
+TASK = metaworld_env.task_fns("pick_place", SUCCESS_RADIUS, expert_action)
 
 
 def make_env(**kwargs) -> metaworld_env.MetaWorldEnv:

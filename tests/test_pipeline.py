@@ -103,6 +103,23 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   with pytest.raises(ValueError, match="push world model"):
     pipeline.judge_in_world_model(other, str(wm_dir))
 
+  # An earlier checkpoint of that world model judged on its own, beside the last one's file;
+  # a step the run did not keep is refused with the steps it did.
+  def eval_wm(*flags):
+    return subprocess.run([sys.executable, "-m", "experiments.eval_wm", f"--workdir={wm_dir}",
+                           "--fresh_episodes=0", *flags], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+  kept = sorted(int(s) for s in os.listdir(wm_dir / "checkpoints") if s.isdigit())
+  assert len(kept) >= 2, kept
+  before = sorted(os.listdir(wm_dir))
+  first = eval_wm(f"--step={kept[0]}")
+  assert first.returncode == 0, first.stderr[-3000:]
+  judged = json.loads((wm_dir / f"eval_wm_step{kept[0]}.json").read_text())
+  assert judged["step"] == kept[0] and judged["open_loop"]["1"]["starts"] > 0
+  assert sorted(os.listdir(wm_dir)) == sorted(before + [f"eval_wm_step{kept[0]}.json"])
+  missing = eval_wm("--step=7")
+  assert missing.returncode != 0 and "no checkpoint at step 7" in missing.stderr
+
   # Evaluated again at more seeds: the chain's own seeds come first and reproduce its outcomes;
   # cached beside each policy; fewer episodes than the chain's are refused.
   n = results["config"]["eval"]["num_episodes"]

@@ -19,6 +19,7 @@ import json
 import os
 
 from absl import app, flags
+import numpy as np
 
 from hiwm_jax.world_model import evaluate, load_world_model
 from hiwm_jax.world_model.data import load_episodes, load_split
@@ -29,6 +30,9 @@ _FRESH = flags.DEFINE_integer("fresh_episodes", 40, "Also judge success on this 
                               "full-horizon simulator episodes (0: none).")
 _DATASETS = flags.DEFINE_list("datasets", [], "Judge every episode of these datasets instead "
                               "(names under the config's data_dir/task), each on its own.")
+_TRAIN = flags.DEFINE_integer("train_episodes", 0, "Also measure open-loop error on this many "
+                              "of its training episodes (a fixed random sample): beside the "
+                              "held-out figure, it tells underfitting from overfitting.")
 _STEP = flags.DEFINE_integer("step", None, "Judge this checkpoint step (default: the last); "
                              "results go to eval_wm_step<step>.json.")
 flags.mark_flags_as_required(["workdir"])
@@ -50,10 +54,19 @@ def main(argv):
       json.dump(result, f, indent=2)
   if extra:
     return
-  _, held_out, used = load_split(config)
+  train, held_out, used = load_split(config)
   print(f"{config.task}: {len(held_out)} held-out episodes from {used}")
   result = {"task": config.task, "datasets": used, **_judge(
       wm, params, config, held_out, "held-out split (episodes end at first success)")}
+  if _TRAIN.value:
+    pick = np.random.default_rng(0).choice(len(train), min(_TRAIN.value, len(train)),
+                                           replace=False)
+    print(f"\nopen loop on {len(pick)} of its {len(train)} training episodes:")
+    cfg = config.world_model.eval
+    result["open_loop_train_sample"] = evaluate.open_loop_errors(
+        wm, params, [train[i] for i in pick], cfg.horizons, cfg.start_stride)
+    result["train_sample_episodes"] = int(len(pick))
+    _print_errors(result["open_loop_train_sample"])
   if _FRESH.value:
     fresh = full_horizon_episodes(config, _FRESH.value, config.eval.seed_offset + 500_000)
     result["success_agreement_full_horizon"] = evaluate.success_agreement(wm, params, fresh)

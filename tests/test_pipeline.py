@@ -112,10 +112,12 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   kept = sorted(int(s) for s in os.listdir(wm_dir / "checkpoints") if s.isdigit())
   assert len(kept) >= 2, kept
   before = sorted(os.listdir(wm_dir))
-  first = eval_wm(f"--step={kept[0]}")
+  first = eval_wm(f"--step={kept[0]}", "--train_episodes=2")
   assert first.returncode == 0, first.stderr[-3000:]
   judged = json.loads((wm_dir / f"eval_wm_step{kept[0]}.json").read_text())
   assert judged["step"] == kept[0] and judged["open_loop"]["1"]["starts"] > 0
+  assert judged["train_sample_episodes"] == 2
+  assert judged["open_loop_train_sample"]["1"]["starts"] > 0
   assert sorted(os.listdir(wm_dir)) == sorted(before + [f"eval_wm_step{kept[0]}.json"])
   missing = eval_wm("--step=7")
   assert missing.returncode != 0 and "no checkpoint at step 7" in missing.stderr

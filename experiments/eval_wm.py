@@ -62,9 +62,7 @@ def main(argv):
     pick = np.random.default_rng(0).choice(len(train), min(_TRAIN.value, len(train)),
                                            replace=False)
     print(f"\nopen loop on {len(pick)} of its {len(train)} training episodes:")
-    cfg = config.world_model.eval
-    result["open_loop_train_sample"] = evaluate.open_loop_errors(
-        wm, params, [train[i] for i in pick], cfg.horizons, cfg.start_stride)
+    result["open_loop_train_sample"] = _open_loop(wm, params, config, [train[i] for i in pick])
     result["train_sample_episodes"] = int(len(pick))
     _print_errors(result["open_loop_train_sample"])
   if _FRESH.value:
@@ -79,13 +77,17 @@ def main(argv):
 
 def _judge(wm, params, config, episodes, what: str) -> dict:
   """Open-loop errors and success agreement on `episodes`, printed as tables."""
-  cfg = config.world_model.eval
-  result = {"open_loop": evaluate.open_loop_errors(wm, params, episodes, cfg.horizons,
-                                                   cfg.start_stride),
+  result = {"open_loop": _open_loop(wm, params, config, episodes),
             "success_agreement": evaluate.success_agreement(wm, params, episodes)}
   _print_errors(result["open_loop"])
   _print_agreement(what, result["success_agreement"])
   return result
+
+
+def _open_loop(wm, params, config, episodes) -> dict:
+  """Open-loop errors on `episodes` at the config's horizons and start stride."""
+  cfg = config.world_model.eval
+  return evaluate.open_loop_errors(wm, params, episodes, cfg.horizons, cfg.start_stride)
 
 
 def _print_errors(errors: dict) -> None:

@@ -722,3 +722,53 @@ def test_grip_phases_name_each_step_by_what_its_action_does_to_the_grip():
   assert list(names[5:5 + SETTLE_STEPS]) == [f"{k} after release"
                                             for k in range(1, SETTLE_STEPS + 1)]
   assert list(names[5 + SETTLE_STEPS:]) == ["rest", "grasp step", "release step"]
+
+
+def _init_params(wm):
+  from hiwm_jax import world_model
+  return world_model.init_params(wm, jax.random.PRNGKey(3))
+
+
+def test_a_grown_network_starts_as_its_source_and_trains(trained, data_dir, tmp_path):
+  """world_model.train.init_grow: a trained model grown by a memory predicts as it did, and
+  training goes on from there; a network that would have to shrink is refused by name."""
+  from hiwm_jax.world_model.train import grow_params
+  wm, params, workdir = trained
+  config = _config(data_dir, steps=10, log_every=10, checkpoint_every=10, lr=3e-3,
+                   init_from=workdir, init_grow=True)
+  config.world_model.memory = 4
+  grown_wm, _ = train_world_model(config, str(tmp_path / "grown"))
+  assert grown_wm.memory == 4
+  grown = grow_params(params, _init_params(grown_wm))
+  obs, action = np.full((wm.history, 39), 0.1, np.float32), jnp.array([0.5, -0.2, 0.1, 0.0])
+  np.testing.assert_array_equal(grown_wm.observe(grown, grown_wm.step(
+      grown, grown_wm.init(grown, obs), action)), wm.observe(params, wm.step(
+          params, wm.init(params, obs), action)))
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    fresh_first = json.loads(f.readline())["loss"]
+  with open(tmp_path / "grown" / "metrics.jsonl") as f:
+    grown_first = json.loads(f.readline())["loss"]
+  assert grown_first < 0.8 * fresh_first  # it went on from the source, not from scratch
+  with pytest.raises(ValueError, match="cannot grow a weight of shape"):
+    grow_params(_init_params(grown_wm), params)
+
+
+def test_strain_features_widen_the_cloth_networks_input_and_not_the_graphs():
+  from experiments.configs import cloth_fold as cloth_config
+  from hiwm_jax import envs
+  from hiwm_jax.world_model import cloth_physics
+  task = envs.task_fns("cloth_fold")
+  config = cloth_config.get_config().world_model
+  plain = _unit_model(config, task)
+  config.strain_features = True
+  wm = _unit_model(config, task)
+  width = lambda m: _init_params(m)["params"]["members"]["Dense_0"]["kernel"].shape[1]
+  assert width(wm) == width(plain) + cloth_physics.STRAIN_FEATURE_DIM
+  obs, _ = envs.make("cloth_fold").reset(seed=0)
+  state = wm.init(None, np.repeat(np.asarray(obs)[None], wm.history, axis=0))
+  nxt = jax.jit(wm.step)(_moving_params(wm), state, jnp.array([0.5, 0.0, -0.5, 1.0]))
+  assert np.all(np.isfinite(np.asarray(nxt.obs_history)))
+  config = cloth_config.get_config("graph").world_model
+  config.strain_features = True
+  with pytest.raises(ValueError, match="strain_features is for the MLP"):
+    _unit_model(config, task)

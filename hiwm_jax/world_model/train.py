@@ -140,6 +140,32 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
   return loss
 
 
+GROW_SCALE = 0.01  # new weights of a grown network: its fresh init times this
+
+
+def grow_params(source, fresh):
+  """`fresh` (a new network's init) with `source`'s weights in the leading block of every
+  array: a trained network grown by appended inputs (rows of the first layer's kernel) and
+  outputs (columns of the head), which starts as the source.
+
+  The new weights are the fresh init times GROW_SCALE, not zeros: a new input read by zero
+  weights through a new output written by zero weights (a memory) gets no gradient at all,
+  while a hundredth of the init leaves the source's predictions all but unchanged (the head's
+  init is zero, so its new columns are zero).
+  """
+  def grow(old, new):
+    if old.ndim != new.ndim or any(o > n for o, n in zip(old.shape, new.shape)):
+      raise ValueError(f"cannot grow a weight of shape {old.shape} into {new.shape}: a grown "
+                       "network only appends inputs and outputs")
+    block = tuple(slice(0, o) for o in old.shape)
+    return (GROW_SCALE * new).at[block].set(old)
+
+  if jax.tree.structure(source) != jax.tree.structure(fresh):
+    raise ValueError("cannot grow the source network into this one: their layers differ "
+                     f"({jax.tree.structure(source)} against {jax.tree.structure(fresh)})")
+  return jax.tree.map(grow, source, fresh)
+
+
 def bootstrap_sampler(sampler: UnrollSampler, ensemble_size: int, seed: int):
   """`sample(step) -> batch [E, B, ...]`: member e draws from its own bootstrap resample."""
   boot = np.random.default_rng([seed, 7]).integers(0, len(sampler), (ensemble_size, len(sampler)))
@@ -196,13 +222,16 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
       raise ValueError(f"world_model.train.init_from={init_from} is a {wm.task.name} world "
                        f"model; this config is for {config.task}")
     wm = core.make(cfg, task, wm.obs_stats, wm.delta_std)
+    if cfg.train.get("init_grow", False):  # configs saved before it existed have none
+      params = grow_params(params, core.init_params(wm, jax.random.fold_in(rng, 0)))
     expected = jax.eval_shape(lambda key: core.init_params(wm, key), rng)
     try:
       chex.assert_trees_all_equal_shapes_and_dtypes(params, expected)
     except AssertionError as e:
       raise ValueError(f"the world model in {init_from} does not fit this config's "
-                       f"world_model (history, ensemble_size, network sizes must match): {e}"
-                       ) from e
+                       f"world_model (history, ensemble_size, network sizes must match; "
+                       f"world_model.train.init_grow=True appends new inputs and outputs): "
+                       f"{e}") from e
     obs_stats = normalization.stats_from_json({"observation": source["obs_stats"]})["observation"]
   else:
     obs_stats = data.compute_stats(episodes)["observation"]

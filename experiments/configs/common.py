@@ -139,18 +139,14 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # Off: at 64 on the cloth, two seeds, the 50-step mean was 5% lower; on regenerated
       # data, one seed, inside three default seeds' 14% range (results/world_model)
       memory=0,
-      # the network also reads the cloth's edge strains and their pull on each vertex
-      # (world_model/cloth_physics.py: strain_features), too fine to read off the positions;
-      # tasks without them ignore it
-      strain_features=False,
       # 12000 steps: about 12 min on 2 CPU cores for push or pick_place, 25 for the cloth
       train=dict(steps=12000, batch_size=64,  # batch_size windows per ensemble member
                  lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip_norm=1.0, ema_decay=0.995,
                  seed=0, log_every=100, checkpoint_every=1000, freeze=(),
                  init_from="",  # a world-model work directory to fine-tune (keeps its units)
-                 # init_from a smaller network than this config's: it is grown into this one,
-                 # new inputs (memory, strain features) and outputs (memory) appended, so the
-                 # model starts as the source (train.grow_params)
+                 # init_from a network without this config's memory: it is grown into this
+                 # one, the memory's inputs and outputs appended, so the model starts as the
+                 # source (world_model/train.py: grow_params)
                  init_grow=False),
       eval=dict(horizons=(1, 10, 50), start_stride=10),  # open-loop starts every stride steps
   ))

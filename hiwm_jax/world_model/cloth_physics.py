@@ -18,7 +18,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from hiwm_jax.envs import cloth_fold
 
@@ -180,31 +179,3 @@ def next_observation(previous, obs, action, pinch, physics: Physics = Physics())
   held = jnp.sum(pinch, axis=-1, keepdims=True) > 0
   return jnp.concatenate([cloth_fold.commanded(obs, action), jnp.where(
       held, verts, obs[..., cloth_fold.OBS_LAYOUT["cloth_verts"]])], axis=-1)
-
-
-# The cloth's edges keep their length to a fraction of a per cent (the strain's std on the
-# training data, measured 2026-12-07: 0.39%; 98% within +-1.3%): 0.1 mm on a 3 cm edge, a
-# thousandth of the spread of the positions a network reads. The strain is what the
-# simulator's soft edge constraints push back against, so `strain_features` hands it over in
-# units where it is O(1).
-STRAIN_SCALE = 0.004
-_EDGES = np.array(edges(), np.int32)  # [161, 2]
-_GRID_ENDS = np.stack([_EDGES // N, _EDGES % N], axis=-1)  # [161, 2 ends, (ix, iy)]
-_REST = cloth_fold.SPACING * np.linalg.norm(_GRID_ENDS[:, 1] - _GRID_ENDS[:, 0], axis=-1)
-_INCIDENCE = (np.eye(N * N, dtype=np.float32)[_EDGES[:, 1]]
-              - np.eye(N * N, dtype=np.float32)[_EDGES[:, 0]])  # [161, V]: +1 at hi, -1 at lo
-STRAIN_FEATURE_DIM = len(_EDGES) + 3 * N * N
-
-
-def strain_features(obs):
-  """[..., 161 + 192] of raw observations [..., D]: each edge's strain (length over rest
-  length, minus 1) and the net pull the strained edges put on each vertex (the sum over its
-  edges of strain times the unit vector towards the other end), both in STRAIN_SCALE units."""
-  verts = cloth_fold.vertices(obs)  # [..., V, 3]
-  d = jnp.einsum("ev,...vk->...ek", _INCIDENCE, verts)  # [..., 161, 3]: hi minus lo
-  length = jnp.sqrt(jnp.sum(d * d, axis=-1))
-  strain = (length / _REST - 1.0) / STRAIN_SCALE  # [..., 161]
-  unit = d / jnp.maximum(length, 1e-9)[..., None]
-  # A stretched edge pulls lo towards hi (+unit) and hi towards lo (-unit).
-  pull = -jnp.einsum("ev,...ek->...vk", _INCIDENCE, strain[..., None] * unit)  # [..., V, 3]
-  return jnp.concatenate([strain, pull.reshape(*pull.shape[:-2], -1)], axis=-1)

@@ -66,9 +66,6 @@ class WorldModel:
       it and writes its next value each step, so the state can hold what two observations do
       not (the cloth simulator, restarted from them every step, errs 3.6 times more at 50
       steps than carrying its own velocities; results/world_model). Zero at init. 0: none.
-    strain_features: the network also reads the cloth's edge strains and the pull they put
-      on each vertex (cloth_physics.strain_features): a tenth of a millimetre on a 3 cm edge,
-      too fine to read off the positions it sees. Off unless the config turns it on.
   """
   task: TaskFns
   history: int
@@ -83,7 +80,6 @@ class WorldModel:
   physics: Mapping[str, Any] | None = None
   constraint_passes: int = 0
   memory: int = 0
-  strain_features: bool = False
 
   @property
   def obs_dim(self) -> int:
@@ -100,8 +96,7 @@ class WorldModel:
   @functools.cached_property  # trace-time index arrays, built once
   def structure(self) -> ObsStructure:
     return obs_structure(self.task, self.still_rule, self.command_latent, self.pinch_latent,
-                         self.canonical_frame, self.physics, self.constraint_passes,
-                         self.strain_features)
+                         self.canonical_frame, self.physics, self.constraint_passes)
 
   @property
   def latent_dim(self) -> int:
@@ -253,9 +248,7 @@ class WorldModel:
       inputs = move
       if self.latent_dim:  # from the observation as the network sees it (a pinch has no frame)
         inputs = jnp.concatenate([move, s.latent.features(latent, raw[..., -1, :])], axis=-1)
-      if s.features is not None:  # strains are the same in any frame; their pull turns with it
-        inputs = jnp.concatenate([inputs, s.features(raw[..., -1, :])], axis=-1)
-      inputs = jnp.concatenate([inputs, memory], axis=-1)  # last: a grown model appends it
+      inputs = jnp.concatenate([inputs, memory], axis=-1)  # last: train.grow_params appends it
       hist = seen[..., p]  # [..., h, P]
       # The last observation and the recent steps' changes in typical-step units: motion is
       # a small difference of large positions, too ill-conditioned to leave to the first layer.
@@ -341,10 +334,6 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
   if memory < 0 or (memory and network != "mlp"):
     raise ValueError(f"world_model.memory is a size >= 0 for the MLP network (0: none); got "
                      f"{memory} with network {network!r}")
-  if config.get("strain_features", False) and network != "mlp":
-    raise ValueError(f"world_model.strain_features is for the MLP network; got network "
-                     f"{network!r} (the cloth graph reads its edges itself): set "
-                     "strain_features=False")
   if network == "mlp":
     module = Ensemble(size=config.ensemble_size, hidden=tuple(config.hidden),
                       out_dim=int(structure.predicted.size) + memory)
@@ -364,15 +353,13 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
                     pinch_latent=bool(config.get("pinch_latent", WorldModel.pinch_latent)),
                     canonical_frame=bool(config.get("canonical_frame",
                                                     WorldModel.canonical_frame)),
-                    physics=physics, constraint_passes=passes, memory=memory,
-                    strain_features=bool(config.get("strain_features", False)))
+                    physics=physics, constraint_passes=passes, memory=memory)
 
 
 def init_params(wm: WorldModel, rng: jax.Array) -> Params:
   latent = wm.structure.latent
   e, p = wm.ensemble_size, wm.structure.predicted.size
-  a = (wm.action_dim + (latent.feature_dim if latent is not None else 0)
-       + wm.structure.feature_dim + wm.memory)
+  a = wm.action_dim + (latent.feature_dim if latent is not None else 0) + wm.memory
   if isinstance(wm.module, cloth_graph.GraphEnsemble):
     return wm.module.init(rng, *cloth_graph.graph_inputs(jnp.zeros((e, wm.history, wm.obs_dim)),
                                                          jnp.zeros((e, wm.action_dim))))

@@ -23,9 +23,6 @@ Learning what the simulator guarantees only adds error that compounds over a rol
   constrain  constraints the simulator keeps that a network's prediction need not (the
              cloth's edge lengths): each predicted observation is projected back onto them
              (`constraint_passes`).
-  features   what the network reads beside the observation, computed from it, where the raw
-             positions hide it under their spread (the cloth's edge strains and their pull,
-             `strain_features`).
 """
 from __future__ import annotations
 
@@ -90,9 +87,6 @@ def _cloth_constraints(obs, latent, passes):
   return cloth_physics.project_edges(obs, pinch, passes)
 
 
-# Per task and config flag: (fn(raw obs [..., D]) -> network input [..., F], F).
-_FEATURES = {("cloth_fold", "strain_features"): (cloth_physics.strain_features,
-                                                 cloth_physics.STRAIN_FEATURE_DIM)}
 # Per task: fn(raw obs [..., D], latent [..., C], passes) -> raw obs back on the constraints.
 _CONSTRAINTS = {"cloth_fold": _cloth_constraints}
 # Fields that are positions in metres: open-loop error is reported on these, in cm.
@@ -118,8 +112,6 @@ class ObsStructure:
   #                                next raw obs by physics, which the network corrects; if any
   constrain: Callable | None = None  # (raw obs, latent) -> raw obs projected onto the
   #                                    simulator's constraints; if any
-  features: Callable | None = None  # raw obs [..., D] -> [..., feature_dim] the network reads
-  feature_dim: int = 0  #             beside the observation (after any latent's); if any
 
 
 def _dims(s: slice) -> np.ndarray:
@@ -128,14 +120,12 @@ def _dims(s: slice) -> np.ndarray:
 
 def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool = False,
                   pinch_latent: bool = False, canonical_frame: bool = False,
-                  physics=None, constraint_passes: int = 0,
-                  strain_features: bool = False) -> ObsStructure:
+                  physics=None, constraint_passes: int = 0) -> ObsStructure:
   """The task's structure; still_rule=False leaves every step to the network, with neither
   latent flag (or a task without that latent) no hidden state is carried, without
   canonical_frame (or a task without one) the network works in world coordinates, without
-  physics constants (or a task without a prior) the network predicts the whole step, with
-  constraint_passes=0 (or a task without constraints) its prediction is kept as it is, and
-  without strain_features (or a task without them) it reads the observations alone."""
+  physics constants (or a task without a prior) the network predicts the whole step, and
+  with constraint_passes=0 (or a task without constraints) its prediction is kept as it is."""
   layout = task.obs_layout
   carried = [_dims(layout[f]) for f in _CARRIED.get(task.name, ())]
   copy_to = [_dims(layout[f]) for f, _ in _COPIED.get(task.name, ())]
@@ -159,11 +149,9 @@ def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool 
   constrain = None
   if constraint_passes > 0 and task.name in _CONSTRAINTS:
     constrain = functools.partial(_CONSTRAINTS[task.name], passes=constraint_passes)
-  features, feature_dim = (_FEATURES.get((task.name, "strain_features"), (None, 0))
-                           if strain_features else (None, 0))
   return ObsStructure(predicted.astype(np.int32), cat(copy_to), cat(copy_from), positions,
                       commanded_dims, fn, still, still_mask, latents[0] if latents else None,
-                      frame, prior, constrain, features, feature_dim)
+                      frame, prior, constrain)
 
 
 def has_prior(task: TaskFns) -> bool:

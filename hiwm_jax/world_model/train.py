@@ -140,18 +140,26 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
   return loss
 
 
+def _kept_by_growing(wm_config) -> dict:
+  """What a grown network shares with its source (grow_params): all but the memory."""
+  keys = ("network", "hidden", "history", "ensemble_size", "pinch_latent", "command_latent",
+          "canonical_frame", "physics_prior")
+  return {k: tuple(v) if isinstance(v, (list, tuple)) else v
+          for k in keys for v in [wm_config.get(k)]}
+
+
 GROW_SCALE = 0.01  # new weights of a grown network: its fresh init times this
 
 
 def grow_params(source, fresh):
   """`fresh` (a new network's init) with `source`'s weights in the leading block of every
-  array: a trained network grown by appended inputs (rows of the first layer's kernel) and
-  outputs (columns of the head), which starts as the source.
+  array: a trained network grown by a memory, its inputs appended to the first layer's
+  kernel rows and its outputs to the head's columns (core.apply_members keeps them last).
 
-  The new weights are the fresh init times GROW_SCALE, not zeros: a new input read by zero
-  weights through a new output written by zero weights (a memory) gets no gradient at all,
-  while a hundredth of the init leaves the source's predictions all but unchanged (the head's
-  init is zero, so its new columns are zero).
+  The memory is zero at init, so the grown model predicts exactly as the source until it
+  learns to write one. The new weights are the fresh init times GROW_SCALE, not zeros: a
+  memory read through zero weights and written by zero weights gets no gradient at all (the
+  head's init is zero, so its new columns are zero; the new rows are small and random).
   """
   def grow(old, new):
     if old.ndim != new.ndim or any(o > n for o, n in zip(old.shape, new.shape)):
@@ -217,12 +225,17 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
   rng = jax.random.PRNGKey(cfg.train.seed)
   init_from = cfg.train.get("init_from")
   if init_from:  # fine-tune: keep the source's units, or its weights would mean nothing
-    wm, params, _, source = _load(init_from)
+    wm, params, source_cfg, source = _load(init_from)
     if wm.task.name != config.task:
       raise ValueError(f"world_model.train.init_from={init_from} is a {wm.task.name} world "
                        f"model; this config is for {config.task}")
     wm = core.make(cfg, task, wm.obs_stats, wm.delta_std)
     if cfg.train.get("init_grow", False):  # configs saved before it existed have none
+      if _kept_by_growing(source_cfg.world_model) != _kept_by_growing(cfg):
+        raise ValueError(f"world_model.train.init_grow only adds a memory to the world model "
+                         f"in {init_from}; the rest must match it. Source: "
+                         f"{_kept_by_growing(source_cfg.world_model)}; this config: "
+                         f"{_kept_by_growing(cfg)}")
       params = grow_params(params, core.init_params(wm, jax.random.fold_in(rng, 0)))
     expected = jax.eval_shape(lambda key: core.init_params(wm, key), rng)
     try:

@@ -137,7 +137,8 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # WMState.memory), read and rewritten every step, for what the observation history does
       # not show (the cloth's velocities at the step's end); 0: none.
       # Off: at 64 on the cloth, two seeds, the 50-step mean was 5% lower; on regenerated
-      # data, one seed, inside three default seeds' 14% range (results/world_model)
+      # data, one seed, inside three default seeds' 14% range; grown into the best cloth model
+      # (train.init_grow), 4% below the same training without it (results/world_model)
       memory=0,
       # 12000 steps: about 12 min on 2 CPU cores for push or pick_place, 25 for the cloth
       train=dict(steps=12000, batch_size=64,  # batch_size windows per ensemble member

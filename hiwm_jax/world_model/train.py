@@ -242,9 +242,8 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
       chex.assert_trees_all_equal_shapes_and_dtypes(params, expected)
     except AssertionError as e:
       raise ValueError(f"the world model in {init_from} does not fit this config's "
-                       f"world_model (history, ensemble_size, network sizes must match; "
-                       f"world_model.train.init_grow=True appends new inputs and outputs): "
-                       f"{e}") from e
+                       f"world_model (history, ensemble_size, network sizes must match; to "
+                       f"add a memory to it, set world_model.train.init_grow=True): {e}") from e
     obs_stats = normalization.stats_from_json({"observation": source["obs_stats"]})["observation"]
   else:
     obs_stats = data.compute_stats(episodes)["observation"]

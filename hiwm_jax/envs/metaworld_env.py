@@ -78,7 +78,7 @@ def staged_progress(obs, success_radius: float, scale: float = 0.3):
   """1 at success; otherwise a quarter for reaching the object, the rest for its distance to goal."""
   reach = 1.0 - jnp.clip(jnp.linalg.norm(obs[..., 0:3] - obs[..., 4:7], axis=-1) / scale, 0, 1)
   place = 1.0 - jnp.clip((object_goal_distance(obs) - success_radius) / scale, 0, 1)
-  return jnp.where(object_goal_distance(obs) <= success_radius, 1.0, 0.25 * reach + 0.75 * place)
+  return jnp.where(object_within(obs, success_radius), 1.0, 0.25 * reach + 0.75 * place)
 
 
 def object_within(obs, radius: float):

@@ -231,11 +231,11 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
                        f"model; this config is for {config.task}")
     wm = core.make(cfg, task, wm.obs_stats, wm.delta_std)
     if cfg.train.get("init_grow", False):  # configs saved before it existed have none
-      if _kept_by_growing(source_cfg.world_model) != _kept_by_growing(cfg):
+      kept, wanted = _kept_by_growing(source_cfg.world_model), _kept_by_growing(cfg)
+      if kept != wanted:
         raise ValueError(f"world_model.train.init_grow only adds a memory to the world model "
-                         f"in {init_from}; the rest must match it. Source: "
-                         f"{_kept_by_growing(source_cfg.world_model)}; this config: "
-                         f"{_kept_by_growing(cfg)}")
+                         f"in {init_from}; the rest must match it. Source: {kept}; this "
+                         f"config: {wanted}")
       params = grow_params(params, core.init_params(wm, jax.random.fold_in(rng, 0)))
     expected = jax.eval_shape(lambda key: core.init_params(wm, key), rng)
     try:

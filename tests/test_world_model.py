@@ -1,4 +1,5 @@
 """The world model: carry API contracts, training, checkpoints, evaluation (tiny, fast)."""
+import dataclasses
 import json
 import os
 
@@ -11,6 +12,7 @@ import pytest
 from experiments.configs import push as push_config
 from hiwm_jax import data
 from hiwm_jax.world_model import evaluate, load_world_model, train_world_model
+from hiwm_jax.world_model.train import grow_params
 from hiwm_jax.world_model.data import UnrollSampler, load_episodes, load_split
 
 
@@ -732,7 +734,6 @@ def _init_params(wm):
 def test_a_grown_network_starts_as_its_source_and_trains(trained, data_dir, tmp_path):
   """world_model.train.init_grow: a trained model grown by a memory predicts as it did, and
   training goes on from there; a network that would have to shrink is refused by name."""
-  from hiwm_jax.world_model.train import grow_params
   wm, params, workdir = trained
   # lr so small the trained model stays the source: it trains as the source's fine-tune does
   config = _config(data_dir, steps=10, log_every=10, checkpoint_every=10, lr=1e-6,
@@ -756,6 +757,37 @@ def test_a_grown_network_starts_as_its_source_and_trains(trained, data_dir, tmp_
   assert np.abs(np.asarray(head[..., -4:])).max() > 0  # the memory's outputs got a gradient
   with pytest.raises(ValueError, match="cannot grow a weight of shape"):
     grow_params(_init_params(grown_wm), params)
-  config.world_model.hidden = (16,)  # wider or narrower layers would not start as the source
+  with pytest.raises(ValueError, match="cannot grow hidden layer 0 of width"):
+    wide = dataclasses.replace(wm, module=wm.module.clone(
+        hidden=tuple(w + 1 for w in wm.module.hidden)))
+    grow_params(params, _init_params(wide))
+  config.world_model.hidden = (16,)  # another depth would not start as the source
   with pytest.raises(ValueError, match="init_grow only adds a memory"):
+    train_world_model(config, str(tmp_path / "deeper"))
+  config.world_model.hidden = tuple(3 * w // 2 for w in wm.module.hidden)  # not a whole factor
+  with pytest.raises(ValueError, match="widens its hidden layers by whole factors"):
     train_world_model(config, str(tmp_path / "wider"))
+
+
+def test_a_widened_network_starts_as_its_source_and_its_copies_part(trained, data_dir,
+                                                                    tmp_path):
+  """init_grow with every hidden layer twice as wide (and a memory): each unit copied, the
+  grown model predicts as its source; training makes a unit's two copies differ."""
+  wm, params, workdir = trained
+  config = _config(data_dir, steps=10, log_every=10, checkpoint_every=10, lr=1e-3,
+                   init_from=workdir, init_grow=True)
+  config.world_model.update(hidden=tuple(2 * w for w in wm.module.hidden), memory=3)
+  wide_wm, tuned = train_world_model(config, str(tmp_path / "wide"))
+  assert wide_wm.module.hidden == config.world_model.hidden
+  grown = grow_params(params, _init_params(wide_wm), jax.random.PRNGKey(3))
+  obs = np.full((wm.history, 39), 0.1, np.float32)
+  actions = jax.random.uniform(jax.random.PRNGKey(0), (5, 4), minval=-1.0, maxval=1.0)
+  chex.assert_trees_all_close(
+      wide_wm.rollout(grown, wide_wm.init(grown, obs), actions).obs_history,
+      wm.rollout(params, wm.init(params, obs), actions).obs_history, rtol=1e-5, atol=1e-6)
+  inputs = params["params"]["members"]["Dense_0"]["kernel"].shape[1]  # the memory's rows follow
+  first = grown["params"]["members"]["Dense_0"]["kernel"][:, :inputs]  # [E, in, 2 * width]
+  width = wm.module.hidden[0]
+  np.testing.assert_array_equal(first[..., :width], first[..., width:])  # copies at the start
+  trained_first = np.asarray(tuned["params"]["members"]["Dense_0"]["kernel"])[:, :inputs]
+  assert np.abs(trained_first[..., :width] - trained_first[..., width:]).max() > 1e-5

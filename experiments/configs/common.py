@@ -145,9 +145,10 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
                  lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip_norm=1.0, ema_decay=0.995,
                  seed=0, log_every=100, checkpoint_every=1000, freeze=(),
                  init_from="",  # a world-model work directory to fine-tune (keeps its units)
-                 # init_from a network without this config's memory: it is grown into this
-                 # one, the memory's inputs and outputs appended, so the model starts as the
-                 # source (world_model/train.py: grow_params)
+                 # init_from a network without this config's memory, or narrower (each
+                 # hidden width a whole factor of this config's): it is grown into this one,
+                 # the memory's inputs and outputs appended, each hidden unit copied, so the
+                 # model starts as the source (world_model/train.py: grow_params)
                  init_grow=False),
       eval=dict(horizons=(1, 10, 50), start_stride=10),  # open-loop starts every stride steps
   ))

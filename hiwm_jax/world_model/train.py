@@ -141,37 +141,78 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
 
 
 def _kept_by_growing(wm_config) -> dict:
-  """What a grown network shares with its source (grow_params): all but the memory."""
-  keys = ("network", "hidden", "history", "ensemble_size", "pinch_latent", "command_latent",
+  """What a grown network shares with its source (grow_params): all but the memory and the
+  hidden widths (checked by _growable_widths)."""
+  keys = ("network", "history", "ensemble_size", "pinch_latent", "command_latent",
           "canonical_frame", "physics_prior")
   return {k: tuple(v) if isinstance(v, (list, tuple)) else v
           for k in keys for v in [wm_config.get(k)]}
 
 
-GROW_SCALE = 0.01  # new weights of a grown network: its fresh init times this
+def _growable_widths(source_hidden, hidden) -> bool:
+  """A grown network keeps the source's depth and widens each hidden layer by a whole factor."""
+  return (len(source_hidden) == len(hidden) and
+          all(n >= o and n % o == 0 for o, n in zip(source_hidden, hidden)))
 
 
-def grow_params(source, fresh):
-  """`fresh` (a new network's init) with `source`'s weights in the leading block of every
-  array: a trained network grown by a memory, its inputs appended to the first layer's
-  kernel rows and its outputs to the head's columns (core.apply_members keeps them last).
+GROW_SCALE = 0.01  # new memory weights of a grown network: its fresh init times this
+SPLIT_SPREAD = 0.1  # how unevenly a widened unit's outgoing weights split among its copies
 
-  The memory is zero at init, so the grown model predicts exactly as the source until it
-  learns to write one. The new weights are the fresh init times GROW_SCALE, not zeros: a
-  memory read through zero weights and written by zero weights gets no gradient at all (the
-  head's init is zero, so its new columns are zero; the new rows are small and random).
+
+def grow_params(source, fresh, key=None):
+  """`fresh` (a new network's init) filled from `source`, so the grown model predicts as the
+  source did: a trained MLP world model grown by a memory, or widened, or both.
+
+  A memory: its inputs are appended to the first layer's kernel rows and its outputs to the
+  head's columns (core.apply_members keeps them last). The memory is zero at init, so the
+  model predicts as before until it learns to write one. Those new weights are the fresh init
+  times GROW_SCALE, not zeros: a memory read through zero weights and written by zero weights
+  gets no gradient at all.
+
+  Wider hidden layers (a whole factor k, Net2WiderNet): each unit is copied k times, with its
+  LayerNorm scale and bias. Every copy sees the same pre-activation, so a LayerNorm over the
+  widened layer has the source's mean and variance, and the copies' outgoing weights, split
+  unevenly (SPLIT_SPREAD, drawn from `key`) but summing to the source's, give the next layer
+  the same input. Even copies would get equal gradients and never part; uneven ones part.
   """
-  def grow(old, new):
-    if old.ndim != new.ndim or any(o > n for o, n in zip(old.shape, new.shape)):
-      raise ValueError(f"cannot grow a weight of shape {old.shape} into {new.shape}: a grown "
-                       "network only appends inputs and outputs")
-    block = tuple(slice(0, o) for o in old.shape)
-    return (GROW_SCALE * new).at[block].set(old)
-
   if jax.tree.structure(source) != jax.tree.structure(fresh):
     raise ValueError("cannot grow the source network into this one: their layers differ "
                      f"({jax.tree.structure(source)} against {jax.tree.structure(fresh)})")
-  return jax.tree.map(grow, source, fresh)
+  old, new = source["params"]["members"], fresh["params"]["members"]
+  depth = sum(name.startswith("Dense_") for name in old)
+  key = jax.random.PRNGKey(0) if key is None else key
+
+  def factor(o, n, what):
+    if n < o or n % o:
+      raise ValueError(f"cannot grow {what} of width {o} into {n}: a grown network widens "
+                       "each hidden layer by a whole factor and only appends inputs and outputs")
+    return n // o
+
+  def append(value, into):  # value in the leading block of GROW_SCALE * into
+    if value.ndim != into.ndim or any(o > n for o, n in zip(value.shape, into.shape)):
+      raise ValueError(f"cannot grow a weight of shape {value.shape} into {into.shape}: a "
+                       "grown network only appends inputs and outputs")
+    return (GROW_SCALE * into).at[tuple(slice(0, o) for o in value.shape)].set(value)
+
+  grown = {}
+  for i in range(depth):
+    dense, fresh_dense = old[f"Dense_{i}"], new[f"Dense_{i}"]
+    kernel, bias = dense["kernel"], dense["bias"]  # [E, in, out], [E, out]
+    if i < depth - 1:  # a hidden layer: its units copied
+      k = factor(kernel.shape[-1], fresh_dense["kernel"].shape[-1], f"hidden layer {i}")
+      kernel, bias = jnp.tile(kernel, (1, 1, k)), jnp.tile(bias, (1, k))
+      norm = old[f"LayerNorm_{i}"]
+      grown[f"LayerNorm_{i}"] = {n: jnp.tile(v, (1, k)) for n, v in norm.items()}
+    if i > 0:  # its inputs are the previous layer's copied units: split their weights
+      width = old[f"Dense_{i - 1}"]["kernel"].shape[-1]
+      k = factor(width, fresh_dense["kernel"].shape[-2], f"hidden layer {i - 1}")
+      share = 1.0 / k + SPLIT_SPREAD / k * jax.random.normal(
+          jax.random.fold_in(key, i), kernel.shape[:1] + (k - 1, width, 1), kernel.dtype)
+      share = jnp.concatenate([1.0 - share.sum(1, keepdims=True), share], axis=1)
+      kernel = (share * kernel[:, None]).reshape(kernel.shape[0], k * width, kernel.shape[-1])
+    grown[f"Dense_{i}"] = {"kernel": append(kernel, fresh_dense["kernel"]),
+                           "bias": append(bias, fresh_dense["bias"])}
+  return {"params": {"members": grown}}
 
 
 def bootstrap_sampler(sampler: UnrollSampler, ensemble_size: int, seed: int):
@@ -232,18 +273,22 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
     wm = core.make(cfg, task, wm.obs_stats, wm.delta_std)
     if cfg.train.get("init_grow", False):  # configs saved before it existed have none
       kept, wanted = _kept_by_growing(source_cfg.world_model), _kept_by_growing(cfg)
-      if kept != wanted:
-        raise ValueError(f"world_model.train.init_grow only adds a memory to the world model "
-                         f"in {init_from}; the rest must match it. Source: {kept}; this "
-                         f"config: {wanted}")
-      params = grow_params(params, core.init_params(wm, jax.random.fold_in(rng, 0)))
+      widths = tuple(source_cfg.world_model.hidden), tuple(cfg.hidden)
+      if kept != wanted or cfg.network != "mlp" or not _growable_widths(*widths):
+        raise ValueError(f"world_model.train.init_grow only adds a memory to the MLP world "
+                         f"model in {init_from} or widens its hidden layers by whole factors "
+                         f"(hidden {widths[0]} -> {widths[1]}); the rest must match it. "
+                         f"Source: {kept}; this config: {wanted}")
+      params = grow_params(params, core.init_params(wm, jax.random.fold_in(rng, 0)),
+                           jax.random.fold_in(rng, 2))
     expected = jax.eval_shape(lambda key: core.init_params(wm, key), rng)
     try:
       chex.assert_trees_all_equal_shapes_and_dtypes(params, expected)
     except AssertionError as e:
       raise ValueError(f"the world model in {init_from} does not fit this config's "
                        f"world_model (history, ensemble_size, network sizes must match; to "
-                       f"add a memory to it, set world_model.train.init_grow=True): {e}") from e
+                       f"add a memory to it or widen it, set world_model.train.init_grow="
+                       f"True): {e}") from e
     obs_stats = normalization.stats_from_json({"observation": source["obs_stats"]})["observation"]
   else:
     obs_stats = data.compute_stats(episodes)["observation"]

@@ -140,7 +140,6 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # data, one seed, inside three default seeds' 14% range; grown into the best cloth model
       # (train.init_grow), 4% below the same training without it (results/world_model)
       memory=0,
-      memory_targets="", memory_target_weight=0.0, memory_target_dims=48,  # throwaway
       # 12000 steps: about 12 min on 2 CPU cores for push or pick_place, 25 for the cloth
       train=dict(steps=12000, batch_size=64,  # batch_size windows per ensemble member
                  lr=1e-3, warmup_steps=100, weight_decay=1e-4, clip_norm=1.0, ema_decay=0.995,

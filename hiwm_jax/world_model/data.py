@@ -110,8 +110,7 @@ class UnrollSampler:
   """Windows (history h, then `unroll` actions and next observations) over episodes."""
 
   def __init__(self, episodes: Sequence[Mapping[str, Any]], *, history: int, unroll: int,
-               latents: Sequence[np.ndarray] | None = None,
-               memory_targets: Sequence[np.ndarray] | None = None):
+               latents: Sequence[np.ndarray] | None = None):
     """latents: per episode, the hidden state [T+1, C] at each observation."""
     steps = [ep["steps"] for ep in episodes]
     self.history, self.unroll = history, unroll
@@ -119,8 +118,6 @@ class UnrollSampler:
     self._act = np.concatenate([s["action"] for s in steps])  # [N, A]
     self._latent = (np.concatenate(latents) if latents is not None else
                  np.zeros((len(self._obs), 0), np.float32))  # [N, C]
-    self._memory_target = (np.concatenate(memory_targets) if memory_targets is not None else
-                           np.zeros((len(self._obs), 0), np.float32))  # [N, X]
     num_actions = np.array([len(s["observation"]) - 1 for s in steps])  # [E]
     first_step = np.cumsum(num_actions + 1) - num_actions - 1  # [E]
     episode = np.repeat(np.arange(len(steps)), num_actions)  # [W]
@@ -146,5 +143,4 @@ class UnrollSampler:
         "mask": nxt <= last,  # [..., K]
         "latent": self._latent[t[..., 0]],  # [..., C]
         "next_latent": self._latent[np.minimum(nxt, last)],  # [..., K, C] after each action
-        "next_memory_target": self._memory_target[np.minimum(nxt, last)],  # [..., K, X]
     }

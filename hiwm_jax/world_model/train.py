@@ -67,8 +67,7 @@ def dim_weights(wm: core.WorldModel, units: str) -> tuple[np.ndarray, np.ndarray
 
 
 def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 0.0,
-              recorded_latent: bool = False, loss_units: str = "normalized",
-              memory_target_weight: float = 0.0):
+              recorded_latent: bool = False, loss_units: str = "normalized"):
   """`loss(params, batch, rng)` on a batch [E, B, ...] (one bootstrapped batch per member).
 
   `loss_units`: how the predicted dims' squared errors are weighed (`dim_weights`).
@@ -120,12 +119,12 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
       out, memory = wm.apply_members(params, h, action, latent, memory=memory)  # [E, B, P]
       nxt = wm.advance(h, out, action, latent)  # [E, B, D]
       return ((jnp.concatenate([h[..., 1:, :], nxt[..., None, :]], axis=-2), latent, memory),
-              (nxt, out, memory))
+              (nxt, out))
 
     # Rematerialized: the backward pass recomputes each step rather than storing every
     # step's activations (the cloth graph's edge activations would not fit).
     memory = jnp.zeros(mask.shape[:2] + (wm.memory,), hist.dtype)  # [E, B, memory]: init's zeros
-    _, (preds, outs, memories) = jax.lax.scan(jax.checkpoint(body), (hist, batch["latent"], memory),
+    _, (preds, outs) = jax.lax.scan(jax.checkpoint(body), (hist, batch["latent"], memory),
                                     (jnp.moveaxis(batch["action"], 2, 0),
                                      jnp.moveaxis(batch["next_latent"], 2, 0)))
     preds = jnp.moveaxis(preds, 0, 2)  # [E, B, K, D]
@@ -135,15 +134,8 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
     one = jnp.sum(jnp.mean(one_weight * (outs[0] - true_delta) ** 2, -1) * mask[..., 0]
                   ) / jnp.maximum(jnp.sum(mask[..., 0]), 1.0)
     final = jnp.sum(sq[..., -1] * mask[..., -1]) / jnp.maximum(jnp.sum(mask[..., -1]), 1.0)
-    metrics = {"multi_step_mse": multi, "one_step_mse": one, "last_step_mse": final}
-    total = multi + one_step_weight * one
-    goal = batch["next_memory_target"]  # [E, B, K, X]
-    if memory_target_weight and goal.shape[-1]:
-      written = jnp.moveaxis(memories, 0, 2)[..., :goal.shape[-1]]  # [E, B, K, X]
-      mem = jnp.sum(jnp.mean((written - goal) ** 2, -1) * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-      metrics["memory_target_mse"] = mem
-      total = total + memory_target_weight * mem
-    return total, metrics
+    return multi + one_step_weight * one, {"multi_step_mse": multi, "one_step_mse": one,
+                                           "last_step_mse": final}
 
   return loss
 
@@ -221,30 +213,6 @@ def grow_params(source, fresh, key=None):
     grown[f"Dense_{i}"] = {"kernel": append(kernel, fresh_dense["kernel"]),
                            "bias": append(bias, fresh_dense["bias"])}
   return {"params": {"members": grown}}
-
-
-def _memory_targets(cfg, episodes):
-  """Per episode [T+1, X]: the simulator's end-of-step vertex velocities (recorded by replaying
-  each episode), projected on their top X principal directions, scaled and squashed into the
-  memory's (-1, 1); None without world_model.memory_targets."""
-  path = cfg.get("memory_targets", "")
-  if not path:
-    return None
-  saved = np.load(path)
-  vel = [saved[f"arr_{i}"] for i in range(len(episodes))]
-  for v, ep in zip(vel, episodes):
-    if len(v) != len(ep["steps"]["observation"]):
-      raise ValueError(f"{path}: velocities of {len(v)} steps for an episode of "
-                       f"{len(ep['steps']['observation'])}")
-  flat = np.concatenate(vel)
-  mean = flat.mean(0)
-  _, _, vt = np.linalg.svd(flat[::7] - mean, full_matrices=False)
-  count = int(cfg.get("memory_target_dims", 48))
-  basis = vt[:count].T  # [192, X]
-  scale = 2.0 * (flat[::7] - mean) @ basis[:, :1]
-  scale = float(scale.std())
-  print(f"memory targets: {count} of {flat.shape[1]} velocity directions, scale {scale:.4f} m/s")
-  return [np.tanh(((v - mean) @ basis) / scale).astype(np.float32) for v in vel]
 
 
 def bootstrap_sampler(sampler: UnrollSampler, ensemble_size: int, seed: int):
@@ -327,9 +295,7 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
     structure = core.obs_structure(task)
     wm = core.make(cfg, task, obs_stats, delta_std(episodes, obs_stats, structure.predicted))
     params = core.init_params(wm, jax.random.fold_in(rng, 0))
-  memory_targets = _memory_targets(cfg, episodes)
   sampler = UnrollSampler(episodes, history=cfg.history, unroll=cfg.unroll,
-                          memory_targets=memory_targets,
                           latents=[wm.episode_latents(ep["steps"]["observation"],
                                                         ep["steps"]["action"])
                                     for ep in episodes])
@@ -343,8 +309,7 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
               "delta_std": wm.delta_std.tolist(), "num_episodes": len(episodes),
               "num_held_out_episodes": len(held_out), "num_windows": len(sampler)}
   loss = make_loss(wm, cfg.one_step_weight, input_noise,
-                   bool(cfg.get("recorded_latent", False)), loss_units,
-                   cfg.get("memory_target_weight", 0.0) if memory_targets else 0.0)
+                   bool(cfg.get("recorded_latent", False)), loss_units)  # older configs lack it
   state = training.fit(state, training.make_train_step(loss, tx,
                                                        cfg.train.ema_decay),
                        lambda step: sample(step, cfg.train.batch_size), steps=cfg.train.steps,

@@ -195,21 +195,22 @@ def grow_params(source, fresh, key=None):
     return (GROW_SCALE * into).at[tuple(slice(0, o) for o in value.shape)].set(value)
 
   grown = {}
+  copies = 1  # how many times the previous layer's units were copied
   for i in range(depth):
     dense, fresh_dense = old[f"Dense_{i}"], new[f"Dense_{i}"]
     kernel, bias = dense["kernel"], dense["bias"]  # [E, in, out], [E, out]
-    if i < depth - 1:  # a hidden layer: its units copied
-      k = factor(kernel.shape[-1], fresh_dense["kernel"].shape[-1], f"hidden layer {i}")
-      kernel, bias = jnp.tile(kernel, (1, 1, k)), jnp.tile(bias, (1, k))
-      norm = old[f"LayerNorm_{i}"]
-      grown[f"LayerNorm_{i}"] = {n: jnp.tile(v, (1, k)) for n, v in norm.items()}
     if i > 0:  # its inputs are the previous layer's copied units: split their weights
-      width = old[f"Dense_{i - 1}"]["kernel"].shape[-1]
-      k = factor(width, fresh_dense["kernel"].shape[-2], f"hidden layer {i - 1}")
-      share = 1.0 / k + SPLIT_SPREAD / k * jax.random.normal(
-          jax.random.fold_in(key, i), kernel.shape[:1] + (k - 1, width, 1), kernel.dtype)
+      width = kernel.shape[-2]
+      share = 1.0 / copies + SPLIT_SPREAD / copies * jax.random.normal(
+          jax.random.fold_in(key, i), kernel.shape[:1] + (copies - 1, width, 1), kernel.dtype)
       share = jnp.concatenate([1.0 - share.sum(1, keepdims=True), share], axis=1)
-      kernel = (share * kernel[:, None]).reshape(kernel.shape[0], k * width, kernel.shape[-1])
+      kernel = (share * kernel[:, None]).reshape(kernel.shape[0], copies * width,
+                                                  kernel.shape[-1])
+    if i < depth - 1:  # a hidden layer: its units copied
+      copies = factor(kernel.shape[-1], fresh_dense["kernel"].shape[-1], f"hidden layer {i}")
+      kernel, bias = jnp.tile(kernel, (1, 1, copies)), jnp.tile(bias, (1, copies))
+      norm = old[f"LayerNorm_{i}"]
+      grown[f"LayerNorm_{i}"] = {n: jnp.tile(v, (1, copies)) for n, v in norm.items()}
     grown[f"Dense_{i}"] = {"kernel": append(kernel, fresh_dense["kernel"]),
                            "bias": append(bias, fresh_dense["bias"])}
   return {"params": {"members": grown}}

@@ -661,60 +661,6 @@ def test_task_loss_units_weigh_position_errors_in_metres_as_eval_wm_does():
     np.testing.assert_array_equal(weights, 1.0)
 
 
-def test_robust_scale_counts_each_position_by_its_distance_beyond_the_scale():
-  """world_model.robust_scale: a vertex's xyz errors count as one distance in metres; far
-  below the scale the loss is loss_units="task"'s, far above it a distance twice as long
-  costs twice, not four times; the dims that are not free positions keep their squares."""
-  from hiwm_jax import envs, world_model
-  from hiwm_jax.world_model.train import multi_step_error, position_triples
-  task = envs.task_fns("cloth_fold")
-  rng = np.random.default_rng(0)
-  stats = {"mean": np.zeros(task.obs_dim, np.float32),
-           "std": rng.uniform(0.004, 0.09, task.obs_dim).astype(np.float32)}
-  config = push_config.get_config("smoke").world_model
-  config.update(pinch_latent=True)
-  predicted = world_model.core.obs_structure(task).predicted
-  wm = world_model.make(config, task, stats, np.ones(predicted.shape, np.float32))
-  triples, rest = position_triples(wm)
-  assert triples.shape == (64, 3)  # the cloth's vertices; the gripper is commanded
-  np.testing.assert_array_equal(predicted[triples[5]], [4 + 15, 4 + 16, 4 + 17])
-  push = envs.task_fns("push")
-  push_wm = _unit_model(push_config.get_config("smoke").world_model, push)
-  push_triples, _ = position_triples(push_wm)
-  np.testing.assert_array_equal(push_wm.structure.predicted[push_triples],
-                                [[0, 1, 2], [4, 5, 6]])  # the hand (it lags its target), puck
-  std = stats["std"][predicted]
-
-  def in_norm(metres):  # an error in metres on the predicted dims -> normalized units
-    return jnp.asarray(metres / std, jnp.float32)
-
-  small = np.where(np.isin(np.arange(predicted.size), rest), 0.0,
-                   rng.normal(0, 1e-5, predicted.size))
-  np.testing.assert_allclose(multi_step_error(wm, "task", 0.01)(in_norm(small)),
-                             multi_step_error(wm, "task")(in_norm(small)), rtol=1e-3)
-  def one_vertex(metres, direction=(0.6, 0.0, 0.8)):  # vertex 7 off by `metres`, alone
-    err = np.zeros(predicted.size)
-    err[triples[7]] = metres * np.asarray(direction)
-    return err
-
-  error = multi_step_error(wm, "normalized", 1e-4)
-  far, farther = error(in_norm(one_vertex(0.02))), error(in_norm(one_vertex(0.04)))
-  np.testing.assert_allclose(farther / far, 2.0, rtol=0.01)
-  squared = multi_step_error(wm, "normalized")
-  np.testing.assert_allclose(squared(in_norm(one_vertex(0.04))) / squared(in_norm(
-      one_vertex(0.02))), 4.0, rtol=1e-4)
-  # the xyz of a vertex are one distance: turning the error inside the vertex changes nothing
-  np.testing.assert_allclose(error(in_norm(one_vertex(0.02, (0.0, 1.0, 0.0)))), far, rtol=1e-5)
-
-
-def test_a_negative_robust_scale_is_refused_by_name(data_dir, tmp_path):
-  config = _config(data_dir, steps=2)
-  config.world_model.robust_scale = -0.001
-  with pytest.raises(ValueError, match="robust_scale is a distance in metres"):
-    train_world_model(config, str(tmp_path))
-  assert not os.listdir(tmp_path)  # refused before anything was written
-
-
 def test_unknown_loss_units_are_refused_by_name(data_dir, tmp_path):
   config = _config(data_dir, steps=2)
   config.world_model.loss_units = "cm"

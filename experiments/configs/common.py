@@ -95,10 +95,6 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # (positions in metres, as eval_wm judges them; world_model/train.py: dim_weights).
       # Normalized: on the cloth, two seeds, the 50-step mean was the same (results/world_model)
       loss_units="normalized",
-      # > 0 (metres): in the multi-step loss each free position (a cloth vertex, a puck)
-      # counts by its distance beyond this scale, not squared, so a few windows whose grasp
-      # took another vertex do not outweigh the rest (world_model/train.py); 0: squared
-      robust_scale=0.0,
       # std (metres) of noise on each training window's starting positions, targets kept:
       # teaches the model to pull states off the data back onto it (world_model/train.py)
       input_noise=0.0,

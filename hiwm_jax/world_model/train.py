@@ -66,51 +66,11 @@ def dim_weights(wm: core.WorldModel, units: str) -> tuple[np.ndarray, np.ndarray
   return in_metres(std), in_metres(std * wm.delta_std)
 
 
-def position_triples(wm: core.WorldModel) -> tuple[np.ndarray, np.ndarray]:
-  """([N, 3] indices into the predicted dims of each free xyz position, [M] the rest): the
-  groups `robust_scale` measures as one distance each (a cloth vertex, a puck)."""
-  pred, free = wm.structure.predicted, noised_dims(wm)
-  triples = [np.arange(sl.start, sl.stop).reshape(-1, 3) for _, sl in wm.structure.positions]
-  triples = [t for t in triples if np.isin(t, free).all()]
-  triples = np.concatenate(triples) if triples else np.zeros((0, 3), np.int64)
-  index = np.zeros(wm.obs_dim, np.int64)
-  index[pred] = np.arange(pred.size)  # obs dim -> its place among the predicted dims
-  return index[triples], np.setdiff1d(np.arange(pred.size), index[triples].ravel())
-
-
-def multi_step_error(wm: core.WorldModel, loss_units: str, robust_scale: float = 0.0):
-  """`error(pred_minus_target [..., P], normalized units) -> [...]`: the multi-step loss's
-  per-step error, the mean over predicted dims of the weighed squared errors (`dim_weights`).
-
-  `robust_scale` > 0 (metres): each free position (`position_triples`) instead counts its
-  distance d in metres through the pseudo-Huber 2c^2 (sqrt(1 + d^2/c^2) - 1), d^2 below the
-  scale c and 2 c d above it, in the units of loss_units="task" (its limit as c grows). A
-  squared loss lets the few windows whose grasp took another vertex, centimetres off, outweigh
-  all the rest; eval_wm's mean distance weighs each by its distance."""
-  weights = jnp.asarray(dim_weights(wm, loss_units)[0])
-  triples, rest = position_triples(wm)
-  if not (robust_scale > 0 and triples.size):
-    return lambda err: jnp.mean(weights * err ** 2, axis=-1)
-  std = wm.obs_stats["std"][wm.structure.predicted]
-  per_m2 = 1.0 / np.mean(std[triples] ** 2)  # as dim_weights' "task" units
-  std, rest_weights = jnp.asarray(std[triples]), weights[rest]
-  size, c = wm.structure.predicted.size, float(robust_scale)
-
-  def error(err):
-    d2 = jnp.sum((err[..., triples] * std) ** 2, axis=-1)  # [..., N] metres^2
-    robust = 2.0 * d2 / (jnp.sqrt(1.0 + d2 / c ** 2) + 1.0) * per_m2  # no cancellation
-    return (jnp.sum(robust, -1) + jnp.sum(rest_weights * err[..., rest] ** 2, -1)) / size
-  return error
-
-
 def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 0.0,
-              recorded_latent: bool = False, loss_units: str = "normalized",
-              robust_scale: float = 0.0):
+              recorded_latent: bool = False, loss_units: str = "normalized"):
   """`loss(params, batch, rng)` on a batch [E, B, ...] (one bootstrapped batch per member).
 
-  `loss_units`: how the predicted dims' squared errors are weighed (`dim_weights`);
-  `robust_scale` > 0: the multi-step loss's positions count by distance beyond that many
-  metres, not squared (`multi_step_error`).
+  `loss_units`: how the predicted dims' squared errors are weighed (`dim_weights`).
 
   `recorded_latent`: each unrolled step takes the hidden state the recording had after its
   action (the simulator's own pinch), not the one the model's predicted state implies. A
@@ -138,8 +98,7 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
   through_time = wm.structure.prior is None
 
   noised = noised_dims(wm)
-  step_error = multi_step_error(wm, loss_units, robust_scale)
-  one_weight = jnp.asarray(dim_weights(wm, loss_units)[1])
+  multi_weight, one_weight = (jnp.asarray(w) for w in dim_weights(wm, loss_units))
 
   def loss(params, batch, rng):
     history = batch["history"]
@@ -169,7 +128,7 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
                                     (jnp.moveaxis(batch["action"], 2, 0),
                                      jnp.moveaxis(batch["next_latent"], 2, 0)))
     preds = jnp.moveaxis(preds, 0, 2)  # [E, B, K, D]
-    sq = step_error((preds - target)[..., pred])  # [E, B, K]
+    sq = jnp.mean(multi_weight * (preds - target)[..., pred] ** 2, axis=-1)  # [E, B, K]
     multi = jnp.sum(sq * mask) / jnp.maximum(jnp.sum(mask), 1.0)
     true_delta = (target[..., 0, pred] - hist[..., -1, pred]) / wm.delta_std  # [E, B, P]
     one = jnp.sum(jnp.mean(one_weight * (outs[0] - true_delta) ** 2, -1) * mask[..., 0]
@@ -297,10 +256,6 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
   loss_units = check_loss_units(cfg.get("loss_units", "normalized"))  # older configs lack it
   if not input_noise >= 0:
     raise ValueError(f"world_model.input_noise is a std in metres, >= 0; got {input_noise}")
-  robust_scale = cfg.get("robust_scale", 0.0)  # configs saved before it existed have none
-  if not robust_scale >= 0:
-    raise ValueError(f"world_model.robust_scale is a distance in metres, >= 0 (0: squared "
-                     f"errors); got {robust_scale}")
   episodes, held_out, used = load_split(config)
   if cfg.get("mirror_augment", False):  # configs saved before it existed have none
     episodes = episodes + mirrored(episodes, config.task)
@@ -355,8 +310,7 @@ def train_world_model(config: ml_collections.ConfigDict, workdir: str):
               "delta_std": wm.delta_std.tolist(), "num_episodes": len(episodes),
               "num_held_out_episodes": len(held_out), "num_windows": len(sampler)}
   loss = make_loss(wm, cfg.one_step_weight, input_noise,
-                   bool(cfg.get("recorded_latent", False)), loss_units,  # older configs lack it
-                   robust_scale)
+                   bool(cfg.get("recorded_latent", False)), loss_units)  # older configs lack it
   state = training.fit(state, training.make_train_step(loss, tx,
                                                        cfg.train.ema_decay),
                        lambda step: sample(step, cfg.train.batch_size), steps=cfg.train.steps,

@@ -4,7 +4,6 @@ import json
 import os
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -792,22 +791,3 @@ def test_a_widened_network_starts_as_its_source_and_its_copies_part(trained, dat
   np.testing.assert_array_equal(first[..., :width], first[..., width:])  # copies at the start
   trained_first = np.asarray(tuned["params"]["members"]["Dense_0"]["kernel"])[:, :inputs]
   assert np.abs(trained_first[..., :width] - trained_first[..., width:]).max() > 1e-5
-
-
-def test_a_skip_member_adds_each_equal_width_layer_to_its_input():
-  from hiwm_jax.world_model.model import Member
-  hist, act = jnp.ones((2, 5)) * 0.3, jnp.arange(3.0)
-  plain, skip = Member((8, 8, 8), 4), Member((8, 8, 8), 4, skip=True)
-  params = plain.init(jax.random.PRNGKey(0), hist, act)
-  chex.assert_trees_all_equal_shapes(params, skip.init(jax.random.PRNGKey(0), hist, act))
-  params = jax.tree_util.tree_map(lambda x: x + 0.1, params)  # a head that is not zero
-  p = params["params"]
-  layer = lambda x, i: jax.nn.gelu(nn.LayerNorm().apply({"params": p[f"LayerNorm_{i}"]},
-                                                        x @ p[f"Dense_{i}"]["kernel"]
-                                                        + p[f"Dense_{i}"]["bias"]))
-  x = layer(jnp.concatenate([hist.reshape(-1), act]), 0)
-  x = x + layer(x, 1)
-  x = x + layer(x, 2)
-  expected = x @ p["Dense_3"]["kernel"] + p["Dense_3"]["bias"]
-  np.testing.assert_allclose(skip.apply(params, hist, act), expected, rtol=1e-5, atol=1e-6)
-  assert not np.allclose(plain.apply(params, hist, act), expected, atol=1e-3)

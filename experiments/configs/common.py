@@ -86,7 +86,6 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # message passing over the vertex grid (`graph`: width, rounds), shared by all vertices
       network="mlp",
       hidden=(128, 128, 128), graph=dict(width=32, rounds=4),
-      skip=False,  # MLP: hidden layers of equal width add their input (a residual stack)
       # steps of the multi-step loss (lax.scan over the model's own predictions); 24 rather
       # than 12 cut the 50-step error by a fifth on push and pick_place; 48 did not move the
       # cloth's, at twice the cost (results/world_model)

@@ -336,8 +336,7 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
                      f"{memory} with network {network!r}")
   if network == "mlp":
     module = Ensemble(size=config.ensemble_size, hidden=tuple(config.hidden),
-                      out_dim=int(structure.predicted.size) + memory,
-                      skip=bool(config.get("skip", False)))  # configs saved before: none
+                      out_dim=int(structure.predicted.size) + memory)
   elif network == "cloth_graph" and task.name == "cloth_fold":
     if config.get("canonical_frame", False):
       raise ValueError("world_model.canonical_frame is for the MLP network; the cloth graph "

@@ -14,21 +14,15 @@ import jax.numpy as jnp
 
 
 class Member(nn.Module):
-  """One ensemble member: history [..., h, P] and action [..., A] -> delta [..., P].
-
-  `skip`: each hidden layer after the first adds its input to its output where the widths
-  match (x + gelu(LN(Wx))), so a deep stack starts near the identity and trains like a
-  shallow one."""
+  """One ensemble member: history [..., h, P] and action [..., A] -> delta [..., P]."""
   hidden: Sequence[int]
   out_dim: int
-  skip: bool = False
 
   @nn.compact
   def __call__(self, history, action):
     x = jnp.concatenate([history.reshape(*history.shape[:-2], -1), action], axis=-1)
-    for i, width in enumerate(self.hidden):
-      h = nn.gelu(nn.LayerNorm()(nn.Dense(width)(x)))
-      x = x + h if self.skip and i and x.shape[-1] == width else h
+    for width in self.hidden:
+      x = nn.gelu(nn.LayerNorm()(nn.Dense(width)(x)))
     # Zero-initialized head: an untrained model predicts "nothing moves" (the copy baseline).
     return nn.Dense(self.out_dim, kernel_init=nn.initializers.zeros)(x)
 
@@ -38,13 +32,12 @@ class Ensemble(nn.Module):
   size: int
   hidden: Sequence[int]
   out_dim: int
-  skip: bool = False
 
   @nn.compact
   def __call__(self, history, action):
     members = nn.vmap(Member, variable_axes={"params": 0}, split_rngs={"params": True},
                       in_axes=0, out_axes=0, axis_size=self.size)
-    return members(tuple(self.hidden), self.out_dim, self.skip, name="members")(history, action)
+    return members(tuple(self.hidden), self.out_dim, name="members")(history, action)
 
 
 def broadcast_members(x: jax.Array, size: int) -> jax.Array:

@@ -4,7 +4,9 @@
 Prints open-loop position error (cm) at the configured horizons beside copy-the-last-observation,
 and WM-vs-simulator success agreement on the held-out split and on --fresh_episodes new
 full-horizon simulator episodes (collected episodes stop at the first successful step, so their
-final state sits on the success boundary); writes <workdir>/eval_wm.json.
+final state sits on the success boundary); writes <workdir>/eval_wm.json. The held-out
+open-loop error is also broken down by dataset (a few failing base-policy episodes can make
+much of it).
 
   python -m experiments.eval_wm --workdir=/tmp/hiwm/wmx/push_cmd --datasets=push_flow_hgdagger
 judges it instead, the same way, on every episode of datasets it was not trained on (here real
@@ -21,9 +23,9 @@ import os
 from absl import app, flags
 import numpy as np
 
+from hiwm_jax.collect import full_horizon_episodes
 from hiwm_jax.world_model import evaluate, load_world_model
 from hiwm_jax.world_model.data import load_episodes, load_split
-from hiwm_jax.world_model.real_episodes import full_horizon_episodes
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A world-model work directory.")
 _FRESH = flags.DEFINE_integer("fresh_episodes", 40, "Also judge success on this many new "
@@ -58,6 +60,7 @@ def main(argv):
   print(f"{config.task}: {len(held_out)} held-out episodes from {used}")
   result = {"task": config.task, "datasets": used, **_judge(
       wm, params, config, held_out, "held-out split (episodes end at first success)")}
+  result["open_loop_by_dataset"] = _by_dataset(wm, params, config, held_out)
   if _TRAIN.value:
     pick = np.random.default_rng(0).choice(len(train), min(_TRAIN.value, len(train)),
                                            replace=False)
@@ -66,7 +69,8 @@ def main(argv):
     result["train_sample_episodes"] = int(len(pick))
     _print_errors(result["open_loop_train_sample"])
   if _FRESH.value:
-    fresh = full_horizon_episodes(config, _FRESH.value, config.eval.seed_offset + 500_000)
+    fresh = full_horizon_episodes(config, _FRESH.value, config.eval.seed_offset + 500_000,
+                                  "held-out real episodes")
     result["success_agreement_full_horizon"] = evaluate.success_agreement(wm, params, fresh)
     _print_agreement("new full-horizon episodes", result["success_agreement_full_horizon"])
   if _STEP.value is not None:
@@ -88,6 +92,32 @@ def _open_loop(wm, params, config, episodes) -> dict:
   """Open-loop errors on `episodes` at the config's horizons and start stride."""
   cfg = config.world_model.eval
   return evaluate.open_loop_errors(wm, params, episodes, cfg.horizons, cfg.start_stride)
+
+
+def _by_dataset(wm, params, config, episodes) -> dict:
+  """Open-loop errors of `episodes` per dataset, printed at the longest horizon with each
+  dataset's share of the summed error: which data a held-out figure is made of."""
+  names = dict.fromkeys(ep["episode_metadata"]["dataset"] for ep in episodes)
+  out = {}
+  for name in names:
+    subset = [ep for ep in episodes if ep["episode_metadata"]["dataset"] == name]
+    out[name] = {"episodes": len(subset), **_open_loop(wm, params, config, subset)}
+  h = max(config.world_model.eval.horizons)
+  field = [name for name, _ in wm.structure.positions][-1]  # eval_wm's headline field
+  rows = {name: r[h] for name, r in out.items()}
+  total = sum(r[field]["wm"] * r["starts"] for r in rows.values() if r["starts"])
+  print(f"\nheld-out split by dataset, {h} steps, {field}:\n"
+        "| dataset | episodes | starts | WM (cm) | copy last (cm) | copy / WM | share of WM error |\n"
+        "|---|---|---|---|---|---|---|")
+  for name, r in rows.items():
+    if r["starts"]:
+      e = r[field]
+      print(f"| {name} | {out[name]['episodes']} | {r['starts']} | {e['wm']:.3f} | "
+            f"{e['copy_last']:.3f} | {e['copy_last'] / max(e['wm'], 1e-9):.1f}x | "
+            f"{100 * e['wm'] * r['starts'] / max(total, 1e-12):.0f}% |")
+    else:
+      print(f"| {name} | {out[name]['episodes']} | 0 | | | | |")
+  return out
 
 
 def _print_errors(errors: dict) -> None:

@@ -4,8 +4,14 @@ Play episodes are the expert knocked off-nominal (a random-action prefix, action
 occasional random actions) and recovering, failures included: a world model trained on them
 has seen the states that corrections start from.
 
-Layout written under `<config.data_dir>/<task>/`: `demos/` and `play/` (RLDS datasets, see
-`hiwm_jax.data.rlds`) and `collect_config.json` (the resolved config).
+Full-horizon episodes run on past the first success to the horizon (the expert plain or
+play-style, alternately). Collected episodes stop at the first successful step, so without them
+a world model never sees what follows a success: the cloth's fold laid down and settling. They
+are also what the world model's success is judged on (eval_wm: new ones at other seeds).
+
+Layout written under `<config.data_dir>/<task>/`: `demos/`, `play/` and, where
+`collect.num_full_horizon` > 0, `full_horizon/` (RLDS datasets, see `hiwm_jax.data.rlds`),
+`collect_config.json` (the resolved config) and `collect_summary.json`.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import os
 import time
 from typing import Iterator
 
+import jax
 import numpy as np
 import tqdm
 
@@ -43,8 +50,42 @@ def _episodes(env, controller, seeds, *, source, stats, desc, keep_failures=True
       yield to_rlds(result, env.task.name, source)
 
 
+def full_horizon_episodes(config, count: int, seed_offset: int,
+                          desc: str = "full-horizon episodes") -> list[dict]:
+  """`count` RLDS episodes at seeds seed_offset + i that run the whole horizon (success =
+  reached at any step, the simulator's own verdict): even i the plain expert, odd i
+  play-style (config.collect's noise, random prefix and random actions)."""
+  env = envs.make(config.task, max_steps=config.max_steps)
+  c = config.collect
+  plain, noisy = expert_controller(env.task), expert_controller(env.task, c.play_noise)
+  episodes = []
+  for i in tqdm.trange(count, desc=f"{config.task} {desc}", leave=False):
+    seed = seed_offset + i
+    rng, key = np.random.default_rng(seed), jax.random.PRNGKey(seed)
+    play = i % 2 == 1
+    prefix = int(rng.integers(0, c.play_random_prefix_max + 1)) if play else 0
+    obs, _ = env.reset(seed=seed)
+    observations, actions, success = [obs], [], False
+    for t in range(env.max_steps):
+      if t < prefix or (play and rng.random() < c.play_random_action_prob):
+        action = rng.uniform(-1.0, 1.0, env.task.action_dim).astype(np.float32)
+      else:
+        action = (noisy if play else plain)(obs, t, jax.random.fold_in(key, t))
+      obs, _, _, _, info = env.step(action)  # not stopping at success: run the horizon
+      observations.append(obs)
+      actions.append(np.asarray(action, np.float32))
+      success |= info["success"]
+    episodes.append(data.make_episode(np.stack(observations), np.stack(actions),
+                                      task=config.task, seed=seed,
+                                      source="play" if play else "demo", success=success,
+                                      terminated=False))
+  env.close()
+  return episodes
+
+
 def collect_task(config) -> dict:
-  """Collects demos and play for `config.task` into `config.data_dir`; returns a summary."""
+  """Collects demos, play and full-horizon episodes for `config.task` into `config.data_dir`;
+  returns a summary."""
   env = envs.make(config.task, max_steps=config.max_steps)
   task = env.task
   out = os.path.join(config.data_dir, config.task)
@@ -71,6 +112,17 @@ def collect_task(config) -> dict:
     stats["seconds"] = time.perf_counter() - start
     summary[name] = stats
   env.close()
+  if c.num_full_horizon:
+    start = time.perf_counter()
+    episodes = full_horizon_episodes(config, c.num_full_horizon, c.full_horizon_seed_offset)
+    data.write_dataset(os.path.join(out, "full_horizon"), episodes, obs_dim=task.obs_dim,
+                       action_dim=task.action_dim, overwrite=True,
+                       description=f"{config.task} full-horizon episodes (past success)")
+    successes = sum(bool(e["episode_metadata"]["success"]) for e in episodes)
+    steps = sum(len(e["steps"]["action"]) - 1 for e in episodes)
+    summary["full_horizon"] = {"episodes": len(episodes), "successes": successes,
+                               "steps": steps, "kept": len(episodes),
+                               "seconds": time.perf_counter() - start}
   with open(os.path.join(out, "collect_summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   return summary

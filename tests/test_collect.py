@@ -35,6 +35,32 @@ def test_collect_task_writes_readable_datasets(tmp_path):
   assert "| push | 3/3 (100%) | 3 |" in collect.summary_table([summary])
 
 
+def test_full_horizon_episodes_run_past_success_into_the_cloth_world_models_data(tmp_path):
+  """The cloth's config records episodes that run on past the first success (what follows a
+  laid fold) and trains the world model on them whole; they run the whole horizon."""
+  from experiments.configs import cloth_fold as cloth_config
+  cloth = cloth_config.get_config()
+  assert cloth.collect.num_full_horizon == 200
+  assert tuple(cloth.wm_data.train_only) == ("full_horizon",)
+  assert cloth_config.get_config("smoke").collect.num_full_horizon == 2
+  assert tuple(push_config.get_config().wm_data.train_only) == ()
+  config = push_config.get_config("smoke")
+  config.data_dir = str(tmp_path)
+  with config.unlocked():
+    config.collect.update(num_full_horizon=2, num_demos=1, num_play=1)
+  horizon = envs.make("push").max_steps
+  summary = collect.collect_task(config)
+  episodes = data.read_episodes(tmp_path / "push" / "full_horizon")
+  assert summary["full_horizon"]["episodes"] == len(episodes) == 2
+  assert [e["episode_metadata"]["seed"] for e in episodes] == [700_000, 700_001]
+  assert [e["episode_metadata"]["source"] for e in episodes] == ["demo", "play"]
+  demo = episodes[0]
+  assert demo["episode_metadata"]["success"] and len(demo["steps"]["action"]) == horizon + 1
+  assert not demo["steps"]["is_terminal"][-1], "runs on past the success"
+  stopped = data.read_episodes(tmp_path / "push" / "demos")[0]  # the same expert, stopped
+  assert len(stopped["steps"]["action"]) < horizon + 1
+
+
 def test_simulator_episode_round_trips_bit_identical(tmp_path):
   env = envs.make("pick_place")
   result = run_episode(env, expert_controller(env.task, 0.2), seed=3, random_prefix=10)

@@ -116,6 +116,8 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   assert first.returncode == 0, first.stderr[-3000:]
   judged = json.loads((wm_dir / f"eval_wm_step{kept[0]}.json").read_text())
   assert judged["step"] == kept[0] and judged["open_loop"]["1"]["starts"] > 0
+  by_dataset = judged["open_loop_by_dataset"]  # the same windows, split by dataset
+  assert sum(r["1"]["starts"] for r in by_dataset.values()) == judged["open_loop"]["1"]["starts"]
   assert judged["train_sample_episodes"] == 2
   assert judged["open_loop_train_sample"]["1"]["starts"] > 0
   assert sorted(os.listdir(wm_dir)) == sorted(before + [f"eval_wm_step{kept[0]}.json"])

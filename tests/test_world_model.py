@@ -179,6 +179,7 @@ def test_missing_dataset_error_names_path_and_command(data_dir):
     load_split(config)
   train, held_out, used = load_split(_config(data_dir))  # smoke: policy is optional
   assert used == {"demos": 4, "play": 4} and len(train) == 6 and len(held_out) == 2
+  assert [e["episode_metadata"]["dataset"] for e in held_out] == ["demos", "play"]
   assert len(load_episodes(config, "play")) == 5 and len(load_episodes(config, "play", 2)) == 2
   with pytest.raises(FileNotFoundError, match=r"push/push_flow_hgdagger"):
     load_episodes(config, "push_flow_hgdagger")  # e.g. eval_wm --datasets, a typo
@@ -215,8 +216,9 @@ def test_unroll_windows_mask_the_episode_end(data_dir):
 def test_evaluation_runs_and_compares_with_copy_last(trained, data_dir):
   wm, params, _ = trained
   episodes = data.read_episodes(os.path.join(data_dir, "push", "play"))
-  errors = evaluate.open_loop_errors(wm, params, episodes, horizons=(1, 25), stride=10)
+  errors = evaluate.open_loop_errors(wm, params, episodes, horizons=(1, 25, 40), stride=10)
   assert errors[1]["starts"] == 15 and errors[25]["starts"] == 5  # starts 0, 10, 20 of T=30
+  assert errors[40] == {"starts": 0}  # no episode runs that long: no NaN means
   assert errors[25]["hand_pos"]["wm"] < errors[25]["hand_pos"]["copy_last"]
   agreement = evaluate.success_agreement(wm, params, episodes)
   assert agreement["episodes"] == 5 and 0 <= agreement["balanced_accuracy"] <= 1

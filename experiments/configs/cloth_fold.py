@@ -11,5 +11,6 @@ from experiments.configs import common
 
 
 def get_config(arg=None):
+  # 200 full-horizon episodes: the world model sees folds laid down and settling (common.py)
   return common.task_config("cloth_fold", arg, many_demos=200,
-                            base_demos=dict(diffusion=10, flow=6))
+                            base_demos=dict(diffusion=10, flow=6), num_full_horizon=200)

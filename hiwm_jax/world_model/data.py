@@ -54,7 +54,8 @@ def load_split(config: ml_collections.ConfigDict) -> tuple[list[dict], list[dict
   Each listed dataset's last `holdout_fraction` episodes (at least one, if it has two) are
   held out. A missing dataset fails with the command that creates it, unless it is optional.
   Datasets in `train_only` are trained on whole: more data that leaves the held-out split,
-  and so every figure judged on it, as it was.
+  and so every figure judged on it, as it was. Each episode's metadata gains "dataset" (its
+  dataset's name), so a figure can be broken down by where its episodes came from.
   """
   cfg = config.wm_data
   unknown = set(cfg.optional) - set(cfg.datasets)
@@ -67,7 +68,7 @@ def load_split(config: ml_collections.ConfigDict) -> tuple[list[dict], list[dict
       print(f"note: optional world-model dataset {name!r} not found at "
             f"{dataset_path(config, name)}; skipped")
       continue
-    episodes = load_episodes(config, name, cfg.max_episodes)
+    episodes = _tagged(load_episodes(config, name, cfg.max_episodes), name)
     count = len(episodes)
     n_out = int(np.ceil(cfg.holdout_fraction * count)) if count > 1 else 0
     train += episodes[:count - n_out]
@@ -77,13 +78,19 @@ def load_split(config: ml_collections.ConfigDict) -> tuple[list[dict], list[dict
     if name in cfg.datasets:
       raise ValueError(f"wm_data.train_only names {name!r}, which wm_data.datasets also lists "
                        "(and so holds part of out)")
-    episodes = load_episodes(config, name, cfg.max_episodes)
+    episodes = _tagged(load_episodes(config, name, cfg.max_episodes), name)
     train += episodes
     used[name] = len(episodes)
   if not train:
     raise ValueError(f"no training episodes in {list(cfg.datasets)} under "
                      f"{os.path.join(config.data_dir, config.task)}")
   return train, held_out, used
+
+
+def _tagged(episodes: list[dict], name: str) -> list[dict]:
+  for episode in episodes:
+    episode["episode_metadata"]["dataset"] = name
+  return episodes
 
 
 def mirrored(episodes: Sequence[Mapping[str, Any]], task: str) -> list[dict]:

@@ -81,7 +81,8 @@ def open_loop_errors(wm: WorldModel, params, episodes: Sequence[dict],
   """{horizon: {field: {"wm": cm, "copy_last": cm}, "starts": n}} over held-out episodes.
 
   Open-loop rollouts start every `stride` steps of every episode (from its real history);
-  a horizon counts the starts whose episode still runs that many steps later.
+  a horizon counts the starts whose episode still runs that many steps later (a horizon no
+  episode reaches has only {"starts": 0}).
   """
   w = open_loop_windows(wm, episodes, max(horizons), stride)
   pred = rollouts(wm, params, w["history"], w["actions"], w["latent"])[0]
@@ -93,7 +94,7 @@ def open_loop_errors(wm: WorldModel, params, episodes: Sequence[dict],
   for h in horizons:
     ok = valid[:, h - 1]
     out[h] = {"starts": int(ok.sum())}
-    for field in wm_err:
+    for field in wm_err if ok.any() else ():
       out[h][field] = {"wm": float(wm_err[field][ok, h - 1].mean()),
                        "copy_last": float(copy_err[field][ok, h - 1].mean())}
   return out

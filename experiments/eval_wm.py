@@ -11,7 +11,9 @@ much of it).
   python -m experiments.eval_wm --workdir=/tmp/hiwm/wmx/push_cmd --datasets=push_flow_hgdagger
 judges it instead, the same way, on every episode of datasets it was not trained on (here real
 HG-DAgger sessions, from states its own data rarely shows), each written to
-<workdir>/eval_wm_<dataset>.json; eval_wm.json is left as it was.
+<workdir>/eval_wm_<dataset>.json; eval_wm.json is left as it was. The longest horizon's error is
+also split by the first real success: windows before it, holding it, and after it (in episodes
+that run past success, such as `collect.full_horizon_episodes`).
 
   python -m experiments.eval_wm --workdir=/tmp/hiwm/wmx/cloth --step=3000 --fresh_episodes=0
 judges an earlier checkpoint (one the run kept) instead of the last, into
@@ -52,6 +54,7 @@ def main(argv):
     print(f"\n{name}: all {len(episodes)} episodes (not in the held-out split)")
     result = {"task": config.task, "dataset": name, "episodes": len(episodes),
               **_judge(wm, params, config, episodes, name)}
+    result["open_loop_by_success_phase"] = _by_success_phase(wm, params, config, episodes)
     with open(os.path.join(_WORKDIR.value, f"eval_wm_{name}{suffix}.json"), "w") as f:
       json.dump(result, f, indent=2)
   if extra:
@@ -107,7 +110,8 @@ def _by_dataset(wm, params, config, episodes) -> dict:
   rows = {name: r[h] for name, r in out.items()}
   total = sum(r[field]["wm"] * r["starts"] for r in rows.values() if r["starts"])
   print(f"\nheld-out split by dataset, {h} steps, {field}:\n"
-        "| dataset | episodes | starts | WM (cm) | copy last (cm) | copy / WM | share of WM error |\n"
+        "| dataset | episodes | starts | WM (cm) | copy last (cm) | copy / WM | "
+        "share of WM error |\n"
         "|---|---|---|---|---|---|---|")
   for name, r in rows.items():
     if r["starts"]:
@@ -117,6 +121,20 @@ def _by_dataset(wm, params, config, episodes) -> dict:
             f"{100 * e['wm'] * r['starts'] / max(total, 1e-12):.0f}% |")
     else:
       print(f"| {name} | {out[name]['episodes']} | 0 | | | | |")
+  return out
+
+
+def _by_success_phase(wm, params, config, episodes) -> dict:
+  """The longest horizon's error before, across and after each episode's first success
+  (episodes that run past it: the fold laid down and settling), printed."""
+  cfg = config.world_model.eval
+  out = evaluate.success_phase_errors(wm, params, episodes, max(cfg.horizons), cfg.start_stride)
+  print(f"by the first real success, {out['horizon']} steps, {out['field']}:\n"
+        "| windows | starts | WM (cm) | copy last (cm) |\n|---|---|---|---|")
+  for phase in ("before_success", "holding_success", "after_success"):
+    r = out[phase]
+    if r["starts"]:
+      print(f"| {phase.replace('_', ' ')} | {r['starts']} | {r['wm']:.3f} | {r['copy_last']:.3f} |")
   return out
 
 

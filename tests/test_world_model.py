@@ -224,6 +224,29 @@ def test_evaluation_runs_and_compares_with_copy_last(trained, data_dir):
   assert agreement["episodes"] == 5 and 0 <= agreement["balanced_accuracy"] <= 1
 
 
+def test_success_phase_errors_split_windows_at_the_first_real_success(trained):
+  """An expert episode run past its success: its windows split where the same expert, stopped
+  at success by the simulator, stopped; a stopped episode has only windows before."""
+  from hiwm_jax import collect, envs
+  from hiwm_jax.envs.episode import expert_controller, run_episode
+  wm, params, _ = trained
+  [episode] = collect.full_horizon_episodes(push_config.get_config("smoke"), 1, 700_000)
+  env = envs.make("push")
+  stopped = run_episode(env, expert_controller(env.task), 700_000)
+  k, T = len(stopped.actions), len(episode["steps"]["action"]) - 1
+  assert stopped.success and k < T - 25
+  out = evaluate.success_phase_errors(wm, params, [episode], horizon=25, stride=10)
+  starts = np.arange(0, T - 25 + 1, 10)  # the windows that run 25 steps
+  assert out["before_success"]["starts"] == np.sum(starts + 25 <= k)
+  assert out["holding_success"]["starts"] == np.sum((starts < k) & (starts + 25 > k)) > 0
+  assert out["after_success"]["starts"] == np.sum(starts >= k) > 0
+  assert out["after_success"]["wm"] >= 0 and out["field"] == "object_pos"
+  alone = evaluate.success_phase_errors(wm, params, [collect.to_rlds(stopped, "push", "demo")],
+                                        horizon=25, stride=10)
+  assert alone["holding_success"]["starts"] == alone["after_success"]["starts"] == 0
+  assert alone["before_success"]["starts"] == len(range(0, k - 25 + 1, 10))
+
+
 def test_open_loop_windows_carry_the_real_latents_their_rollouts_must_follow(trained, data_dir):
   """experiments/wm_error_tail splits windows by whether the rollout's latent departs from the
   real one; push's mocap target follows the actions alone, so it never departs, and the real

@@ -4,6 +4,7 @@ open_loop_errors: from real histories, replay the real actions open loop; positi
 at fixed horizons, beside the copy-the-last-observation baseline.
 success_agreement: replay each whole episode from its first real observation; does the WM's
 `judge` call success where the simulator did?
+success_phase_errors: the open-loop error before, across and after the first real success.
 """
 from __future__ import annotations
 
@@ -50,10 +51,12 @@ def open_loop_windows(wm: WorldModel, episodes: Sequence[dict], length: int,
   """Open-loop windows starting every `stride` steps of every episode, from its real history
   and hidden state (integrated from its actions: the robot's own targets and grip):
   {"history" [N, h, D], "latent" [N, C], "actions" [N, L, A], "targets" [N, L, D], "last"
-  [N, D], "valid" [N, L] (the episode still runs), "target_latents" [N, L, C]}, zero-padded."""
-  keys = ("history", "latent", "actions", "targets", "last", "valid", "target_latents")
+  [N, D], "valid" [N, L] (the episode still runs), "target_latents" [N, L, C], "episode" [N]
+  and "start" [N] (which episode, which step)}, zero-padded."""
+  keys = ("history", "latent", "actions", "targets", "last", "valid", "target_latents",
+          "episode", "start")
   out = {k: [] for k in keys}
-  for ep in episodes:
+  for i, ep in enumerate(episodes):
     obs, action = ep["steps"]["observation"], ep["steps"]["action"][:-1]  # [T+1, D], [T, A]
     T = len(action)
     episode_latents = wm.episode_latents(obs, action)
@@ -65,7 +68,40 @@ def open_loop_windows(wm: WorldModel, episodes: Sequence[dict], length: int,
       out["last"].append(obs[s])
       out["valid"].append(np.arange(1, length + 1) <= T - s)
       out["target_latents"].append(_pad(episode_latents[s + 1:], length))
+      out["episode"].append(i)
+      out["start"].append(s)
   return {k: np.stack(v) for k, v in out.items()}
+
+
+def success_phase_errors(wm: WorldModel, params, episodes: Sequence[dict], horizon: int = 50,
+                         stride: int = 10) -> dict:
+  """Open-loop error at `horizon` (the last position field, cm, beside copy-last) split by
+  where each window lies against its episode's first real success: ending at or before it,
+  holding it (the fold laid down, the object placed), or starting at or after it (at rest).
+  Episodes that never succeed count as before. For episodes that run past success (eval_wm
+  --datasets): collected ones stop there, so only the first group exists in them."""
+  w = open_loop_windows(wm, episodes, horizon, stride)
+  keep = w["valid"][:, horizon - 1]
+  w = {k: v[keep] for k, v in w.items()}
+  field = wm.structure.positions[-1][0]
+  pred = rollouts(wm, params, w["history"], w["actions"], w["latent"])[0]
+  error = position_error_cm(wm, np.asarray(pred), w["targets"])[field][:, horizon - 1]
+  copy = np.broadcast_to(w["last"][:, None], w["targets"].shape)
+  copy_error = position_error_cm(wm, copy, w["targets"])[field][:, horizon - 1]
+  success = jax.jit(jax.vmap(wm.task.success))
+  first = []
+  for ep in episodes:
+    reached = np.asarray(success(jnp.asarray(ep["steps"]["observation"])))
+    first.append(int(np.argmax(reached)) if reached.any() else np.iinfo(np.int32).max)
+  first = np.asarray(first, np.int64)[w["episode"]]
+  end = w["start"] + horizon
+  groups = {"before_success": end <= first,
+            "holding_success": (w["start"] < first) & (end > first),
+            "after_success": w["start"] >= first}
+  return {"field": field, "horizon": horizon, **{
+      name: {"starts": int(m.sum()), "wm": float(error[m].mean()) if m.any() else None,
+             "copy_last": float(copy_error[m].mean()) if m.any() else None}
+      for name, m in groups.items()}}
 
 
 def latent_departures(latents, target_latents, tol: float = 1e-4) -> np.ndarray:

@@ -245,6 +245,8 @@ def test_success_phase_errors_split_windows_at_the_first_real_success(trained):
                                         horizon=25, stride=10)
   assert alone["holding_success"]["starts"] == alone["after_success"]["starts"] == 0
   assert alone["before_success"]["starts"] == len(range(0, k - 25 + 1, 10))
+  too_short = evaluate.success_phase_errors(wm, params, [episode], horizon=T + 1)
+  assert [too_short[g]["starts"] for g in ("before_success", "after_success")] == [0, 0]
 
 
 def test_open_loop_windows_carry_the_real_latents_their_rollouts_must_follow(trained, data_dir):

@@ -78,12 +78,16 @@ def success_phase_errors(wm: WorldModel, params, episodes: Sequence[dict], horiz
   """Open-loop error at `horizon` (the last position field, cm, beside copy-last) split by
   where each window lies against its episode's first real success: ending at or before it,
   holding it (the fold laid down, the object placed), or starting at or after it (at rest).
-  Episodes that never succeed count as before. For episodes that run past success (eval_wm
-  --datasets): collected ones stop there, so only the first group exists in them."""
+  Episodes that never succeed count as before. Meant for episodes that run past success
+  (collect.full_horizon_episodes): collected ones stop at it, so all their windows are before."""
+  field = wm.structure.positions[-1][0]
   w = open_loop_windows(wm, episodes, horizon, stride)
   keep = w["valid"][:, horizon - 1]
+  if not keep.any():  # no episode runs `horizon` steps
+    return {"field": field, "horizon": horizon, **{
+        name: {"starts": 0, "wm": None, "copy_last": None}
+        for name in ("before_success", "holding_success", "after_success")}}
   w = {k: v[keep] for k, v in w.items()}
-  field = wm.structure.positions[-1][0]
   pred = rollouts(wm, params, w["history"], w["actions"], w["latent"])[0]
   error = position_error_cm(wm, np.asarray(pred), w["targets"])[field][:, horizon - 1]
   copy = np.broadcast_to(w["last"][:, None], w["targets"].shape)

@@ -106,7 +106,7 @@ def _by_dataset(wm, params, config, episodes) -> dict:
     subset = [ep for ep in episodes if ep["episode_metadata"]["dataset"] == name]
     out[name] = {"episodes": len(subset), **_open_loop(wm, params, config, subset)}
   h = max(config.world_model.eval.horizons)
-  field = [name for name, _ in wm.structure.positions][-1]  # eval_wm's headline field
+  field = wm.structure.positions[-1][0]  # the headline field
   rows = {name: r[h] for name, r in out.items()}
   total = sum(r[field]["wm"] * r["starts"] for r in rows.values() if r["starts"])
   print(f"\nheld-out split by dataset, {h} steps, {field}:\n"

@@ -73,6 +73,15 @@ def open_loop_windows(wm: WorldModel, episodes: Sequence[dict], length: int,
   return {k: np.stack(v) for k, v in out.items()}
 
 
+def _window_errors(wm: WorldModel, params, w: dict) -> tuple[dict, dict]:
+  """Per-window position errors {field: [N, L] cm} of the rollouts of open_loop_windows' `w`,
+  and of copying each window's last real observation."""
+  pred = rollouts(wm, params, w["history"], w["actions"], w["latent"])[0]
+  copy = np.broadcast_to(w["last"][:, None], w["targets"].shape)
+  return (position_error_cm(wm, np.asarray(pred), w["targets"]),
+          position_error_cm(wm, copy, w["targets"]))
+
+
 def success_phase_errors(wm: WorldModel, params, episodes: Sequence[dict], horizon: int = 50,
                          stride: int = 10) -> dict:
   """Open-loop error at `horizon` (the last position field, cm, beside copy-last) split by
@@ -88,10 +97,8 @@ def success_phase_errors(wm: WorldModel, params, episodes: Sequence[dict], horiz
         name: {"starts": 0, "wm": None, "copy_last": None}
         for name in ("before_success", "holding_success", "after_success")}}
   w = {k: v[keep] for k, v in w.items()}
-  pred = rollouts(wm, params, w["history"], w["actions"], w["latent"])[0]
-  error = position_error_cm(wm, np.asarray(pred), w["targets"])[field][:, horizon - 1]
-  copy = np.broadcast_to(w["last"][:, None], w["targets"].shape)
-  copy_error = position_error_cm(wm, copy, w["targets"])[field][:, horizon - 1]
+  wm_err, copy_err = _window_errors(wm, params, w)
+  error, copy_error = wm_err[field][:, horizon - 1], copy_err[field][:, horizon - 1]
   success = jax.jit(jax.vmap(wm.task.success))
   first = []
   for ep in episodes:
@@ -125,14 +132,10 @@ def open_loop_errors(wm: WorldModel, params, episodes: Sequence[dict],
   episode reaches has only {"starts": 0}).
   """
   w = open_loop_windows(wm, episodes, max(horizons), stride)
-  pred = rollouts(wm, params, w["history"], w["actions"], w["latent"])[0]
-  targets, valid = w["targets"], w["valid"]  # [N, L, D], [N, L]
-  copy = np.broadcast_to(w["last"][:, None], targets.shape)
-  wm_err = position_error_cm(wm, np.asarray(pred), targets)
-  copy_err = position_error_cm(wm, copy, targets)
+  wm_err, copy_err = _window_errors(wm, params, w)
   out = {}
   for h in horizons:
-    ok = valid[:, h - 1]
+    ok = w["valid"][:, h - 1]
     out[h] = {"starts": int(ok.sum())}
     for field in wm_err if ok.any() else ():
       out[h][field] = {"wm": float(wm_err[field][ok, h - 1].mean()),

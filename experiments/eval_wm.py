@@ -4,20 +4,22 @@
 Prints open-loop position error (cm) at the configured horizons beside copy-the-last-observation,
 and WM-vs-simulator success agreement on the held-out split and on --fresh_episodes new
 full-horizon simulator episodes (collected episodes stop at the first successful step, so their
-final state sits on the success boundary); writes <workdir>/eval_wm.json. The held-out
+final state sits on the success boundary); writes <workdir>/eval_wm.json, with the error at
+every horizon up to the longest, drawn in <workdir>/eval_wm_error_growth.png. The held-out
 open-loop error is also broken down by dataset (a few failing base-policy episodes can make
-much of it).
+much of it), and each disagreement on success is counted where the replay's hidden state (the
+cloth's grasp) had departed from the real one.
 
   python -m experiments.eval_wm --workdir=/tmp/hiwm/wmx/push_cmd --datasets=push_flow_hgdagger
 judges it instead, the same way, on every episode of datasets it was not trained on (here real
 HG-DAgger sessions, from states its own data rarely shows), each written to
-<workdir>/eval_wm_<dataset>.json; eval_wm.json is left as it was. The longest horizon's error is
+<workdir>/eval_wm_<dataset>.json (and _error_growth.png); eval_wm.json is left as it was. The longest horizon's error is
 also split by the first real success: windows before it, holding it, and after it (in episodes
 that run past success, such as `collect.full_horizon_episodes`).
 
   python -m experiments.eval_wm --workdir=/tmp/hiwm/wmx/cloth --step=3000 --fresh_episodes=0
 judges an earlier checkpoint (one the run kept) instead of the last, into
-<workdir>/eval_wm_step3000.json: how the figures moved with training.
+<workdir>/eval_wm_step3000.json (and _error_growth.png): how the figures moved with training.
 """
 import json
 import os
@@ -25,6 +27,7 @@ import os
 from absl import app, flags
 import numpy as np
 
+from hiwm_jax import plots
 from hiwm_jax.collect import full_horizon_episodes
 from hiwm_jax.world_model import evaluate, load_world_model
 from hiwm_jax.world_model.data import load_episodes, load_split
@@ -53,7 +56,7 @@ def main(argv):
   for name, episodes in extra.items():
     print(f"\n{name}: all {len(episodes)} episodes (not in the held-out split)")
     result = {"task": config.task, "dataset": name, "episodes": len(episodes),
-              **_judge(wm, params, config, episodes, name)}
+              **_judge(wm, params, config, episodes, name, f"eval_wm_{name}{suffix}")}
     result["open_loop_by_success_phase"] = _by_success_phase(wm, params, config, episodes)
     with open(os.path.join(_WORKDIR.value, f"eval_wm_{name}{suffix}.json"), "w") as f:
       json.dump(result, f, indent=2)
@@ -62,7 +65,8 @@ def main(argv):
   train, held_out, used = load_split(config)
   print(f"{config.task}: {len(held_out)} held-out episodes from {used}")
   result = {"task": config.task, "datasets": used, **_judge(
-      wm, params, config, held_out, "held-out split (episodes end at first success)")}
+      wm, params, config, held_out, "held-out split (episodes end at first success)",
+      f"eval_wm{suffix}")}
   result["open_loop_by_dataset"] = _by_dataset(wm, params, config, held_out)
   if _TRAIN.value:
     pick = np.random.default_rng(0).choice(len(train), min(_TRAIN.value, len(train)),
@@ -82,13 +86,28 @@ def main(argv):
     json.dump(result, f, indent=2)
 
 
-def _judge(wm, params, config, episodes, what: str) -> dict:
-  """Open-loop errors and success agreement on `episodes`, printed as tables."""
-  result = {"open_loop": _open_loop(wm, params, config, episodes),
+def _judge(wm, params, config, episodes, what: str, name: str) -> dict:
+  """Open-loop errors and success agreement on `episodes`, printed as tables; the error at
+  every horizon drawn into <workdir>/<name>_error_growth.png."""
+  cfg = config.world_model.eval
+  curves = evaluate.open_loop_curves(wm, params, episodes, max(cfg.horizons), cfg.start_stride)
+  path = os.path.join(_WORKDIR.value, f"{name}_error_growth.png")
+  plots.error_growth(curves, path, f"{config.task} world model, open loop on {what}")
+  result = {"open_loop": evaluate.at_horizons(curves, cfg.horizons),
+            "open_loop_curve": _listed(curves),
             "success_agreement": evaluate.success_agreement(wm, params, episodes)}
   _print_errors(result["open_loop"])
+  print(f"error at every horizon: {path}")
   _print_agreement(what, result["success_agreement"])
   return result
+
+
+def _listed(tree):
+  """Arrays as JSON lists, NaN (no window that long) as null."""
+  if isinstance(tree, dict):
+    return {k: _listed(v) for k, v in tree.items()}
+  return [None if np.isnan(x) else float(x) if isinstance(x, float) else int(x)
+          for x in np.asarray(tree).tolist()]
 
 
 def _open_loop(wm, params, config, episodes) -> dict:
@@ -152,7 +171,9 @@ def _print_agreement(what: str, a: dict) -> None:
   print(f"success agreement, {what}: {100 * a['agreement']:.1f}% of {a['episodes']} episodes "
         f"({a['real_successes']} real successes, {a['real_failures']} real failures); balanced "
         f"accuracy {100 * a['balanced_accuracy']:.1f}% (TPR {a['true_positive_rate']:.2f}, "
-        f"TNR {a['true_negative_rate']:.2f}); by source {a['by_source']}")
+        f"TNR {a['true_negative_rate']:.2f}); by source {a['by_source']}; "
+        f"{a['disagreements_after_latent_departure']} of {a['disagreements']} disagreements after "
+        "the replay's hidden state (the cloth's grasp) departed from the real one")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
-"""The pictures a result needs: success bars with 95% intervals, WM vs real success scatter."""
+"""The pictures a result needs: success bars with 95% intervals, WM vs real success scatter,
+a world model's open-loop error against horizon."""
 from __future__ import annotations
+
+import textwrap
 
 import matplotlib
 
@@ -56,6 +59,27 @@ def wm_vs_real(all_results: list[dict], path: str) -> None:
   ax.set_xlim(-3, 103)
   ax.set_ylim(-3, 103)
   ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def error_growth(curves: dict, path: str, title: str) -> None:
+  """Open-loop position error against horizon (world_model.evaluate.open_loop_curves), a panel
+  per position field: the world model solid, copying the last observation dashed."""
+  fields = [f for f in curves if f not in ("starts", "positions")]  # positions: their mean
+  horizon = np.arange(1, len(curves["starts"]) + 1)
+  fig, axes = plt.subplots(1, len(fields), figsize=(3.4 * len(fields), 3.2), squeeze=False)
+  for ax, field in zip(axes[0], fields):
+    ax.plot(horizon, curves[field]["copy_last"], color="#999999", ls="--", label="copy last")
+    ax.plot(horizon, curves[field]["wm"], color="#31a354", label="world model")
+    ax.set_title(field, fontsize=9)
+    ax.set_xlabel("open-loop steps")
+    ax.set_xlim(1, horizon[-1])
+    ax.set_ylim(bottom=0)
+  axes[0, 0].set_ylabel("mean position error (cm)")
+  axes[0, 0].legend(fontsize=7, loc="best")
+  fig.suptitle("\n".join(textwrap.wrap(title, 70)), fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

@@ -120,7 +120,10 @@ def test_chain_end_to_end_then_resumes(tmp_path):
   assert sum(r["1"]["starts"] for r in by_dataset.values()) == judged["open_loop"]["1"]["starts"]
   assert judged["train_sample_episodes"] == 2
   assert judged["open_loop_train_sample"]["1"]["starts"] > 0
-  assert sorted(os.listdir(wm_dir)) == sorted(before + [f"eval_wm_step{kept[0]}.json"])
+  curve = judged["open_loop_curve"]  # every horizon; the table reads it at a few
+  assert curve["starts"][0] == judged["open_loop"]["1"]["starts"]
+  assert sorted(os.listdir(wm_dir)) == sorted(before + [f"eval_wm_step{kept[0]}.json",
+                                                        f"eval_wm_step{kept[0]}_error_growth.png"])
   missing = eval_wm("--step=7")
   assert missing.returncode != 0 and "no checkpoint at step 7" in missing.stderr
 

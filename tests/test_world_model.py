@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import push as push_config
-from hiwm_jax import data
+from hiwm_jax import data, plots
 from hiwm_jax.world_model import evaluate, load_world_model, train_world_model
 from hiwm_jax.world_model.train import grow_params
 from hiwm_jax.world_model.data import UnrollSampler, load_episodes, load_split
@@ -213,15 +213,49 @@ def test_unroll_windows_mask_the_episode_end(data_dir):
   assert batch["mask"][0, 0].all() and batch["mask"][0, 1].tolist() == [True] + [False] * 7
 
 
-def test_evaluation_runs_and_compares_with_copy_last(trained, data_dir):
+def test_evaluation_runs_and_compares_with_copy_last(trained, data_dir, tmp_path):
   wm, params, _ = trained
   episodes = data.read_episodes(os.path.join(data_dir, "push", "play"))
   errors = evaluate.open_loop_errors(wm, params, episodes, horizons=(1, 25, 40), stride=10)
   assert errors[1]["starts"] == 15 and errors[25]["starts"] == 5  # starts 0, 10, 20 of T=30
   assert errors[40] == {"starts": 0}  # no episode runs that long: no NaN means
   assert errors[25]["hand_pos"]["wm"] < errors[25]["hand_pos"]["copy_last"]
+  curves = evaluate.open_loop_curves(wm, params, episodes, 40, stride=10)
+  assert curves["starts"].tolist() == [15] * 10 + [10] * 10 + [5] * 10 + [0] * 10
+  assert np.isnan(curves["hand_pos"]["wm"][-1])  # no window that long
+  assert evaluate.at_horizons(curves, (1, 25, 40)) == errors  # the table reads the curve
   agreement = evaluate.success_agreement(wm, params, episodes)
   assert agreement["episodes"] == 5 and 0 <= agreement["balanced_accuracy"] <= 1
+  # Meta-World's hidden state is the controller target, which the actions alone set
+  assert agreement["latent_departure"] == [-1] * 5
+  assert agreement["disagreements_after_latent_departure"] == 0
+  path = tmp_path / "growth.png"
+  plots.error_growth(curves, str(path), "push")
+  assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_success_agreement_finds_where_a_replays_grasp_departs_from_the_real_one():
+  """A real cloth episode whose recorded cloth lies a metre off after its start: the rule finds
+  nothing to pinch in it where the replay (nothing moves in an untrained model) pinches corner
+  A, at the expert's grasp step; the same episode cut before the grasp never departs."""
+  from hiwm_jax import envs
+  from experiments.configs import cloth_fold as cloth_config
+  observations, actions, pinched = _cloth_grips()
+  wm = _unit_model(cloth_config.get_config("smoke").world_model, envs.task_fns("cloth_fold"))
+  params = _init_params(wm)  # a zero head: the cloth stays where it was
+  grasp = int(np.argmax(pinched >= 0))
+  assert grasp > 0
+  away = observations.copy()
+  away[1:, 4::3] += 1.0  # every vertex's x, a metre off
+
+  def episode(obs, steps, success):
+    return {"steps": {"observation": obs[:steps + 1],
+                      "action": np.concatenate([actions[:steps], np.zeros((1, 4), np.float32)])},
+            "episode_metadata": {"success": success, "source": "play"}}
+  out = evaluate.success_agreement(wm, params, [episode(away, 60, True),
+                                                episode(observations, grasp, False)])
+  assert out["latent_departure"] == [grasp, -1]
+  assert out["disagreements"] == out["disagreements_after_latent_departure"] == 1
 
 
 def test_success_phase_errors_split_windows_at_the_first_real_success(trained):

@@ -1,9 +1,9 @@
 """Judging the world model against the real world (held-out simulator episodes).
 
-open_loop_errors: from real histories, replay the real actions open loop; position error in cm
-at fixed horizons, beside the copy-the-last-observation baseline.
+open_loop_curves: from real histories, replay the real actions open loop; position error in cm
+at every horizon, beside the copy-the-last-observation baseline (open_loop_errors: at a few).
 success_agreement: replay each whole episode from its first real observation; does the WM's
-`judge` call success where the simulator did?
+`judge` call success where the simulator did, and where did its hidden state part from the real?
 success_phase_errors: the open-loop error before, across and after the first real success.
 """
 from __future__ import annotations
@@ -123,43 +123,75 @@ def latent_departures(latents, target_latents, tol: float = 1e-4) -> np.ndarray:
   return np.where(departed.any(axis=1), np.argmax(departed, axis=1), -1)
 
 
-def open_loop_errors(wm: WorldModel, params, episodes: Sequence[dict],
-                     horizons: Sequence[int] = (1, 10, 50), stride: int = 10) -> dict:
-  """{horizon: {field: {"wm": cm, "copy_last": cm}, "starts": n}} over held-out episodes.
+def open_loop_curves(wm: WorldModel, params, episodes: Sequence[dict], length: int,
+                     stride: int = 10) -> dict:
+  """The mean open-loop error at every horizon 1..length: {"starts": [L] windows still running
+  h steps in, field: {"wm": [L] cm, "copy_last": [L] cm}} (NaN where no window runs that far).
 
-  Open-loop rollouts start every `stride` steps of every episode (from its real history);
-  a horizon counts the starts whose episode still runs that many steps later (a horizon no
-  episode reaches has only {"starts": 0}).
+  Open-loop rollouts start every `stride` steps of every episode (from its real history), so a
+  horizon averages the starts whose episode still runs that many steps later.
   """
-  w = open_loop_windows(wm, episodes, max(horizons), stride)
+  w = open_loop_windows(wm, episodes, length, stride)
   wm_err, copy_err = _window_errors(wm, params, w)
+  valid = w["valid"]
+  starts = valid.sum(0)
+
+  def mean(err):  # [N, L] -> [L], over the windows valid at each horizon
+    total = np.where(valid, err, 0.0).sum(0, dtype=np.float64)
+    return np.where(starts > 0, total / np.maximum(starts, 1), np.nan)
+  return {"starts": starts, **{field: {"wm": mean(wm_err[field]), "copy_last": mean(copy_err[field])}
+                               for field in wm_err}}
+
+
+def at_horizons(curves: dict, horizons: Sequence[int]) -> dict:
+  """{horizon: {field: {"wm": cm, "copy_last": cm}, "starts": n}} read off open_loop_curves (a
+  horizon no episode reaches has only {"starts": 0})."""
   out = {}
   for h in horizons:
-    ok = w["valid"][:, h - 1]
-    out[h] = {"starts": int(ok.sum())}
-    for field in wm_err if ok.any() else ():
-      out[h][field] = {"wm": float(wm_err[field][ok, h - 1].mean()),
-                       "copy_last": float(copy_err[field][ok, h - 1].mean())}
+    out[h] = {"starts": int(curves["starts"][h - 1])}
+    for field, c in curves.items() if out[h]["starts"] else ():
+      if field != "starts":
+        out[h][field] = {"wm": float(c["wm"][h - 1]), "copy_last": float(c["copy_last"][h - 1])}
   return out
+
+
+def open_loop_errors(wm: WorldModel, params, episodes: Sequence[dict],
+                     horizons: Sequence[int] = (1, 10, 50), stride: int = 10) -> dict:
+  """open_loop_curves at `horizons` only: {horizon: {field: {"wm", "copy_last"}, "starts"}}."""
+  return at_horizons(open_loop_curves(wm, params, episodes, max(horizons), stride), horizons)
 
 
 def success_agreement(wm: WorldModel, params, episodes: Sequence[dict]) -> dict:
   """Replays each episode's actions from its first real observation; the WM's success
-  (judge's success at any step, as the simulator's episode success) against the real one."""
+  (judge's success at any step, as the simulator's episode success) against the real one.
+
+  Also the step at which each replay's hidden state first departs from the one integrated
+  from the real episode (`latent_departure`, -1: never): the cloth's grasp, a discrete choice a
+  millimetre of predicted cloth can flip, after which the replay carries another vertex or none.
+  Meta-World's controller target follows the actions alone, so it never departs."""
   length = max(len(ep["steps"]["action"]) - 1 for ep in episodes)
   hists = np.stack([wm.initial_history(ep["steps"]["observation"][0]) for ep in episodes])
   acts = np.stack([_pad(ep["steps"]["action"][:-1], length) for ep in episodes])
-  mask = np.stack([np.arange(length) < len(ep["steps"]["action"]) - 1 for ep in episodes])
-  success = rollouts(wm, params, hists, acts)[1]
+  steps = np.array([len(ep["steps"]["action"]) - 1 for ep in episodes])
+  mask = np.arange(length)[None] < steps[:, None]
+  _, success, latents = rollouts(wm, params, hists, acts)
   wm_success = np.any(np.asarray(success) & mask, axis=1)
+  real_latents = np.stack([_pad(wm.episode_latents(ep["steps"]["observation"],
+                                                   ep["steps"]["action"][:-1])[1:], length)
+                           for ep in episodes])
+  departure = latent_departures(np.where(mask[..., None], latents, 0.0), real_latents)
   real = np.array([ep["episode_metadata"]["success"] for ep in episodes])
   sources = np.array([ep["episode_metadata"]["source"] for ep in episodes])
   tpr = float(np.mean(wm_success[real])) if real.any() else float("nan")
   tnr = float(np.mean(~wm_success[~real])) if (~real).any() else float("nan")
+  disagree = wm_success != real
   return {"episodes": len(episodes), "real_successes": int(real.sum()),
-          "real_failures": int((~real).sum()), "agreement": float(np.mean(wm_success == real)),
+          "real_failures": int((~real).sum()), "agreement": float(np.mean(~disagree)),
           "balanced_accuracy": float(np.nanmean([tpr, tnr])), "true_positive_rate": tpr,
           "true_negative_rate": tnr,
-          "by_source": {str(s): float(np.mean((wm_success == real)[sources == s]))
+          "by_source": {str(s): float(np.mean((~disagree)[sources == s]))
                         for s in np.unique(sources)},
+          "disagreements": int(disagree.sum()),
+          "disagreements_after_latent_departure": int(np.sum(disagree & (departure >= 0))),
+          "latent_departure": departure.tolist(),
           "wm_success": wm_success.tolist(), "real_success": real.tolist()}

@@ -173,7 +173,17 @@ def _print_agreement(what: str, a: dict) -> None:
         f"accuracy {100 * a['balanced_accuracy']:.1f}% (TPR {a['true_positive_rate']:.2f}, "
         f"TNR {a['true_negative_rate']:.2f}); by source {a['by_source']}; "
         f"{a['disagreements_after_latent_departure']} of {a['disagreements']} disagreements after "
-        "the replay's hidden state (the cloth's grasp) departed from the real one")
+        "the replay's hidden state (the cloth's grasp) departed from the real one"
+        + _departures(a))
+
+
+def _departures(a: dict) -> str:
+  """How far the replays that departed had drifted the step before, if any did."""
+  errors = [e for e in a["error_before_departure_cm"] if e is not None]
+  if not errors:
+    return ""
+  return (f" (in {len(errors)} of {a['episodes']} replays; their error the step before: median "
+          f"{np.median(errors):.2f} cm, {sum(e < 0.3 for e in errors)} under 0.3 cm)")
 
 
 if __name__ == "__main__":

@@ -255,6 +255,9 @@ def test_success_agreement_finds_where_a_replays_grasp_departs_from_the_real_one
   out = evaluate.success_agreement(wm, params, [episode(away, 60, True),
                                                 episode(observations, grasp, False)])
   assert out["latent_departure"] == [grasp, -1]
+  # the replay's cloth is where it started; the recorded one a metre off since step 1
+  assert out["error_before_departure_cm"][0] == pytest.approx(100.0, rel=1e-4)
+  assert out["error_before_departure_cm"][1] is None
   assert out["disagreements"] == out["disagreements_after_latent_departure"] == 1
 
 

@@ -168,18 +168,24 @@ def success_agreement(wm: WorldModel, params, episodes: Sequence[dict]) -> dict:
   Also the step at which each replay's hidden state first departs from the one integrated
   from the real episode (`latent_departure`, -1: never): the cloth's grasp, a discrete choice a
   millimetre of predicted cloth can flip, after which the replay carries another vertex or none.
-  Meta-World's controller target follows the actions alone, so it never departs."""
+  Meta-World's controller target follows the actions alone, so it never departs. Beside it,
+  the replay's error (the last position field, cm) in the observation the departing step
+  started from: large, the replay had drifted; small, a cliff a millimetre decided."""
   length = max(len(ep["steps"]["action"]) - 1 for ep in episodes)
   hists = np.stack([wm.initial_history(ep["steps"]["observation"][0]) for ep in episodes])
   acts = np.stack([_pad(ep["steps"]["action"][:-1], length) for ep in episodes])
   steps = np.array([len(ep["steps"]["action"]) - 1 for ep in episodes])
   mask = np.arange(length)[None] < steps[:, None]
-  _, success, latents = rollouts(wm, params, hists, acts)
+  pred, success, latents = rollouts(wm, params, hists, acts)
   wm_success = np.any(np.asarray(success) & mask, axis=1)
   real_latents = np.stack([_pad(wm.episode_latents(ep["steps"]["observation"],
                                                    ep["steps"]["action"][:-1])[1:], length)
                            for ep in episodes])
   departure = latent_departures(np.where(mask[..., None], latents, 0.0), real_latents)
+  field = wm.structure.positions[-1][0]
+  error = position_error_cm(wm, np.asarray(pred), np.stack(
+      [_pad(ep["steps"]["observation"][1:], length) for ep in episodes]))[field]
+  before = np.concatenate([np.zeros((len(episodes), 1)), error[:, :-1]], axis=1)  # 0: the start
   real = np.array([ep["episode_metadata"]["success"] for ep in episodes])
   sources = np.array([ep["episode_metadata"]["source"] for ep in episodes])
   tpr = float(np.mean(wm_success[real])) if real.any() else float("nan")
@@ -194,4 +200,6 @@ def success_agreement(wm: WorldModel, params, episodes: Sequence[dict]) -> dict:
           "disagreements": int(disagree.sum()),
           "disagreements_after_latent_departure": int(np.sum(disagree & (departure >= 0))),
           "latent_departure": departure.tolist(),
+          "error_before_departure_cm": [float(before[i, d]) if d >= 0 else None
+                                        for i, d in enumerate(departure)],
           "wm_success": wm_success.tolist(), "real_success": real.tolist()}

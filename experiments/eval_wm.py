@@ -13,9 +13,9 @@ cloth's grasp) had departed from the real one.
   python -m experiments.eval_wm --workdir=/tmp/hiwm/wmx/push_cmd --datasets=push_flow_hgdagger
 judges it instead, the same way, on every episode of datasets it was not trained on (here real
 HG-DAgger sessions, from states its own data rarely shows), each written to
-<workdir>/eval_wm_<dataset>.json (and _error_growth.png); eval_wm.json is left as it was. The longest horizon's error is
-also split by the first real success: windows before it, holding it, and after it (in episodes
-that run past success, such as `collect.full_horizon_episodes`).
+<workdir>/eval_wm_<dataset>.json (and _error_growth.png); eval_wm.json is left as it was. The
+longest horizon's error is also split by the first real success: windows before it, holding it,
+and after it (in episodes that run past success, such as `collect.full_horizon_episodes`).
 
   python -m experiments.eval_wm --workdir=/tmp/hiwm/wmx/cloth --step=3000 --fresh_episodes=0
 judges an earlier checkpoint (one the run kept) instead of the last, into

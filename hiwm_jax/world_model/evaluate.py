@@ -139,8 +139,8 @@ def open_loop_curves(wm: WorldModel, params, episodes: Sequence[dict], length: i
   def mean(err):  # [N, L] -> [L], over the windows valid at each horizon
     total = np.where(valid, err, 0.0).sum(0, dtype=np.float64)
     return np.where(starts > 0, total / np.maximum(starts, 1), np.nan)
-  return {"starts": starts, **{field: {"wm": mean(wm_err[field]), "copy_last": mean(copy_err[field])}
-                               for field in wm_err}}
+  return {"starts": starts, **{field: {"wm": mean(wm_err[field]),
+                                       "copy_last": mean(copy_err[field])} for field in wm_err}}
 
 
 def at_horizons(curves: dict, horizons: Sequence[int]) -> dict:

@@ -20,7 +20,6 @@ import os
 import time
 from typing import Iterator
 
-import jax
 import numpy as np
 import tqdm
 
@@ -60,25 +59,15 @@ def full_horizon_episodes(config, count: int, seed_offset: int,
   plain, noisy = expert_controller(env.task), expert_controller(env.task, c.play_noise)
   episodes = []
   for i in tqdm.trange(count, desc=f"{config.task} {desc}", leave=False):
-    seed = seed_offset + i
-    rng, key = np.random.default_rng(seed), jax.random.PRNGKey(seed)
-    play = i % 2 == 1
+    seed, play = seed_offset + i, i % 2 == 1
+    rng = np.random.default_rng(seed)  # the prefix's draw, then the random actions'
     prefix = int(rng.integers(0, c.play_random_prefix_max + 1)) if play else 0
-    obs, _ = env.reset(seed=seed)
-    observations, actions, success = [obs], [], False
-    for t in range(env.max_steps):
-      if t < prefix or (play and rng.random() < c.play_random_action_prob):
-        action = rng.uniform(-1.0, 1.0, env.task.action_dim).astype(np.float32)
-      else:
-        action = (noisy if play else plain)(obs, t, jax.random.fold_in(key, t))
-      obs, _, _, _, info = env.step(action)  # not stopping at success: run the horizon
-      observations.append(obs)
-      actions.append(np.asarray(action, np.float32))
-      success |= info["success"]
-    episodes.append(data.make_episode(np.stack(observations), np.stack(actions),
-                                      task=config.task, seed=seed,
-                                      source="play" if play else "demo", success=success,
-                                      terminated=False))
+    result = run_episode(env, noisy if play else plain, seed, random_prefix=prefix,
+                         random_action_prob=c.play_random_action_prob if play else 0.0,
+                         past_success=True, rng=rng)
+    episodes.append(data.make_episode(result.observations, result.actions, task=config.task,
+                                      seed=seed, source="play" if play else "demo",
+                                      success=result.success, terminated=False))
   env.close()
   return episodes
 

@@ -33,16 +33,21 @@ def expert_controller(task: TaskFns, noise_scale: float = 0.0) -> Controller:
 
 
 def run_episode(env: TaskEnv, controller: Controller, seed: int, *,
-                random_prefix: int = 0, random_action_prob: float = 0.0) -> EpisodeResult:
+                random_prefix: int = 0, random_action_prob: float = 0.0,
+                past_success: bool = False,
+                rng: np.random.Generator | None = None) -> EpisodeResult:
   """One episode from `env.reset(seed=seed)`, ending on success or at the horizon.
 
   Args:
     random_prefix: the first steps take uniform random actions (to start off-nominal).
     random_action_prob: afterwards, each step's action is replaced by a random one with
       this probability (play data: the controller must recover).
+    past_success: run on to the horizon whatever happens (success = reached at any step).
+    rng: the random actions' generator (default: seeded with `seed`), for a caller that drew
+      from it already.
   """
   obs, _ = env.reset(seed=seed)
-  rng = np.random.default_rng(seed)
+  rng = np.random.default_rng(seed) if rng is None else rng
   key = jax.random.PRNGKey(seed)
   observations, actions, rewards = [obs], [], []
   success = terminated = False
@@ -57,7 +62,7 @@ def run_episode(env: TaskEnv, controller: Controller, seed: int, *,
     actions.append(action)
     rewards.append(reward)
     success |= info["success"]
-    if terminated or truncated:
+    if truncated or (terminated and not past_success):
       break
   return EpisodeResult(np.stack(observations), np.stack(actions),
                        np.asarray(rewards, np.float32), bool(success), bool(terminated), seed)

@@ -53,10 +53,8 @@ def main(argv):
     first = evaluate.latent_departures(latents, w["target_latents"])
     lost = first >= 0
     mean = lambda x, where: float(x[where].mean()) if where.any() else None
-    # The field's error in the observation the departing step started from (0 at the real
-    # start): large, the model had drifted; small, a cliff a millimetre decides.
-    before = np.concatenate([np.zeros((len(first), 1)), steps_error[:, :-1]], axis=1)
-    at_departure = before[np.arange(len(first)), np.maximum(first, 0)][lost]
+    # The field's error where the departing step started: drift, or a cliff
+    at_departure = evaluate.error_before(steps_error, first)[lost]
     out.update(latent_lost=int(lost.sum()), latent_lost_mean_cm=mean(error, lost),
                latent_kept_mean_cm=mean(error, ~lost),
                latent_kept_copy_last_mean_cm=mean(copy_error, ~lost),

@@ -123,6 +123,14 @@ def latent_departures(latents, target_latents, tol: float = 1e-4) -> np.ndarray:
   return np.where(departed.any(axis=1), np.argmax(departed, axis=1), -1)
 
 
+def error_before(error, steps) -> np.ndarray:
+  """[N] each rollout's error [N, T] in the observation its step `steps` [N] started from (0 at
+  the real start), NaN where the step is -1 (latent_departures' never): at a departure, large
+  if the rollout had drifted, small if a millimetre decided."""
+  before = np.concatenate([np.zeros((len(error), 1)), error[:, :-1]], axis=1)
+  return np.where(steps >= 0, before[np.arange(len(error)), np.maximum(steps, 0)], np.nan)
+
+
 def open_loop_curves(wm: WorldModel, params, episodes: Sequence[dict], length: int,
                      stride: int = 10) -> dict:
   """The mean open-loop error at every horizon 1..length: {"starts": [L] windows still running
@@ -185,7 +193,6 @@ def success_agreement(wm: WorldModel, params, episodes: Sequence[dict]) -> dict:
   field = wm.structure.positions[-1][0]
   error = position_error_cm(wm, np.asarray(pred), np.stack(
       [_pad(ep["steps"]["observation"][1:], length) for ep in episodes]))[field]
-  before = np.concatenate([np.zeros((len(episodes), 1)), error[:, :-1]], axis=1)  # 0: the start
   real = np.array([ep["episode_metadata"]["success"] for ep in episodes])
   sources = np.array([ep["episode_metadata"]["source"] for ep in episodes])
   tpr = float(np.mean(wm_success[real])) if real.any() else float("nan")
@@ -200,6 +207,6 @@ def success_agreement(wm: WorldModel, params, episodes: Sequence[dict]) -> dict:
           "disagreements": int(disagree.sum()),
           "disagreements_after_latent_departure": int(np.sum(disagree & (departure >= 0))),
           "latent_departure": departure.tolist(),
-          "error_before_departure_cm": [float(before[i, d]) if d >= 0 else None
-                                        for i, d in enumerate(departure)],
+          "error_before_departure_cm": [None if np.isnan(e) else float(e)
+                                        for e in error_before(error, departure)],
           "wm_success": wm_success.tolist(), "real_success": real.tolist()}

@@ -616,6 +616,50 @@ def test_a_physics_prior_world_model_steps_as_the_written_out_physics_until_trai
     _unit_model(config, task)
 
 
+
+def test_the_physics_gradient_changes_what_a_step_passes_back_not_what_it_predicts():
+  """world_model.physics_gradient: the prior's step is the same, but its gradient comes from
+  the cheaper surrogate physics instead of being stopped: an untrained model's held cloth
+  then depends on the observation before the last (the velocity the physics carries on),
+  which a stopped prior passes nothing back to. Needs the prior; finite at rest."""
+  from hiwm_jax import envs
+  from hiwm_jax.envs import cloth_fold
+  from hiwm_jax.world_model import cloth_physics, init_params
+  from experiments.configs import cloth_fold as cloth_config
+  task = envs.task_fns("cloth_fold")
+  _, _, over = _cloth_with_gripper_over_corner_a(task)
+  config = cloth_config.get_config("smoke").world_model
+  assert not config.physics_gradient  # off by default
+  config.physics_prior = True
+  stopped = _unit_model(config, task)
+  config.physics_gradient = True
+  passing = _unit_model(config, task)
+  params = init_params(passing, jax.random.PRNGKey(0))
+  state = passing.init(params, passing.initial_history(over))
+  for action in ([0.0, 0.0, 0.0, 1.0], [0.3, 0.2, 1.0, 1.0]):  # grasp corner A, lift it
+    state = passing.step(params, state, jnp.asarray(action))
+  lift = jnp.array([0.3, 0.2, 1.0, 1.0])
+
+  def held_corner(wm, before_last):  # corner A after one more step, from a moved history
+    moved = state.replace(obs_history=state.obs_history.at[0].set(before_last))
+    return cloth_fold.vertices(wm.observe(params, wm.step(params, moved, lift)))[
+        cloth_fold.CORNER_A]
+
+  np.testing.assert_allclose(held_corner(passing, state.obs_history[0]),
+                             held_corner(stopped, state.obs_history[0]), atol=1e-6)
+  through = [jax.jacobian(held_corner, argnums=1)(wm, state.obs_history[0])
+             for wm in (passing, stopped)]
+  assert np.all(np.isfinite(through[0])) and np.abs(through[0]).max() > 0.01
+  np.testing.assert_array_equal(through[1], 0.0)
+  resting = jnp.asarray(over)  # at rest on the table, friction's slide is zero: still finite
+  rest_grad = jax.jacobian(cloth_physics.next_vertices, argnums=1)(
+      resting, resting, jnp.zeros(4), jnp.zeros(cloth_fold.N_VERTS))
+  assert np.all(np.isfinite(rest_grad))
+  config.physics_prior = False
+  with pytest.raises(ValueError, match="physics_gradient.*physics_prior=True"):
+    _unit_model(config, task)
+
+
 def _edge_error(obs):
   """The largest departure (metres) of a cloth observation's edges from their rest length."""
   from hiwm_jax.envs import cloth_fold

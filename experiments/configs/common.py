@@ -137,6 +137,9 @@ def task_config(task: str, arg: str | None = None, *, base_demos: dict[str, int]
       # experiments/fit_cloth_physics fits them); tasks without written-out physics ignore it
       physics_prior=False,
       physics=dict(damping=40.0, pin_rate=0.6, iterations=4, friction=1.0, rest_height=0.0028),
+      # with the prior, train through the unroll with the gradient of a cheaper version of
+      # it (cloth_physics.GRADIENT_SURROGATE) instead of none (each step alone)
+      physics_gradient=False,
       # Gauss-Seidel passes projecting each prediction back onto the constraints the simulator
       # keeps (the cloth's edge lengths, held vertex pinned; structure.py); 0: off. Tasks
       # without such constraints ignore it

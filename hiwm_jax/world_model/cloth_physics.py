@@ -9,8 +9,8 @@ misses (the soft constraints' give, the pinch's lag) instead of the whole carry.
 
 Everything is a pure function of raw observations [..., D] (task units), vectorized over
 leading axes and built from slices and reshapes (no gathers), so it runs inside the
-multi-step training loss at every unrolled step (forward only: training stops its gradient,
-world_model/train.py says why).
+multi-step training loss at every unrolled step. Its gradient, when training wants one
+(`world_model.physics_gradient`), comes from GRADIENT_SURROGATE: the same physics, cheaper.
 """
 from __future__ import annotations
 
@@ -48,6 +48,20 @@ class Physics:
   rest_height: float = 0.0028
 
 
+# The physics whose gradient stands in for the prior's through a multi-step unroll: one
+# substep, one solver pass, no friction (core.WorldModel.prior_change). Through all 12 x 4
+# passes the gradient costs 13 times the step; the same step in one substep and four passes
+# grew the gradient through 24 unrolled steps 10^3-fold (large steps, stiff projections), and
+# friction's Coulomb bound divides by a slide that vanishes at rest. This one kept the
+# gradient's norm within 3x of the plain MLP's (results/world_model).
+GRADIENT_SURROGATE = dict(substeps=1, iterations=1, friction=0.0)
+
+
+def _norm(x, axis):
+  """|x| along axis (kept), with a finite gradient at zero (a vertex at rest)."""
+  return jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), 1e-24))
+
+
 def edges() -> list[tuple[int, int]]:
   """The grid's edges as (vertex, vertex) pairs: what the simulator's flexcomp builds."""
   out = []
@@ -67,7 +81,7 @@ def edges() -> list[tuple[int, int]]:
 def _project(lo, hi, rest):
   """Moves both ends of edges lo -> hi [.., .., 3, B] halfway each to restore length `rest`."""
   d = hi - lo
-  length = jnp.sqrt(jnp.sum(d * d, axis=2, keepdims=True))
+  length = _norm(d, 2)
   corr = 0.5 * (length - rest) * d / jnp.maximum(length, 1e-9)
   return corr, -corr
 
@@ -124,7 +138,7 @@ def _substep(x, v, gripper, pinch, p: Physics):
   on_table = q[:, :, 2:] <= p.rest_height + 1e-6  # [N, N, 1, B]
   pushed = jnp.maximum(p.rest_height - free[:, :, 2:], 0.0)
   slide = q[:, :, :2] - x[:, :, :2]
-  norm = jnp.sqrt(jnp.sum(slide * slide, axis=2, keepdims=True))
+  norm = _norm(slide, 2)
   keep = jnp.where(on_table, jnp.maximum(0.0, 1.0 - p.friction * pushed /
                                          jnp.maximum(norm, 1e-12)), 1.0)
   q = jnp.concatenate([x[:, :, :2] + slide * keep, q[:, :, 2:]], axis=2)

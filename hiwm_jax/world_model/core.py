@@ -60,6 +60,9 @@ class WorldModel:
     physics: the constants of the task's physics written out (the cloth's,
       cloth_physics.Physics), whose step the network then only corrects; None: no prior, the
       network predicts the whole step (and always for a task without one).
+    physics_gradient: with a prior, pass a gradient through it (from its cheaper surrogate,
+      structure.py), so a training unroll trains against errors that compound, as it does
+      without a prior; False: the prior passes none and each unrolled step trains alone.
     constraint_passes: Gauss-Seidel passes that project each predicted observation back onto
       the constraints the simulator keeps (the cloth's edge lengths, structure.py); 0: none.
     memory: K, the size of each member's learned memory (WMState.memory): the network reads
@@ -78,6 +81,7 @@ class WorldModel:
   pinch_latent: bool = False
   canonical_frame: bool = False
   physics: Mapping[str, Any] | None = None
+  physics_gradient: bool = False
   constraint_passes: int = 0
   memory: int = 0
 
@@ -96,7 +100,8 @@ class WorldModel:
   @functools.cached_property  # trace-time index arrays, built once
   def structure(self) -> ObsStructure:
     return obs_structure(self.task, self.still_rule, self.command_latent, self.pinch_latent,
-                         self.canonical_frame, self.physics, self.constraint_passes)
+                         self.canonical_frame, self.physics, self.constraint_passes,
+                         self.physics_gradient)
 
   @property
   def latent_dim(self) -> int:
@@ -212,13 +217,21 @@ class WorldModel:
     """The physics prior's change [..., P] over a step from history [..., h, obs_dim] with
     the (clipped) action and the latent after it, in typical-step units.
 
-    It carries no gradient: through every solver pass that costs 13 times the step itself
-    (hours of training on a CPU); the positions it moves still pass their gradient on to the
-    next step unchanged."""
+    Its value is the prior's; its gradient is its cheaper surrogate's (`physics_gradient`),
+    or none: through every solver pass the gradient costs 13 times the step itself (hours of
+    training on a CPU)."""
     raw = self.unnormalize(history[..., -2:, :])  # one observation: a step from rest
-    prior = self.structure.prior(raw[..., 0, :], raw[..., -1, :], action, latent)
-    change = (self.normalize(prior) - history[..., -1, :])[..., self.structure.predicted]
-    return jax.lax.stop_gradient(change / self.delta_std)
+    s = self.structure
+
+    def change(physics):
+      after = physics(raw[..., 0, :], raw[..., -1, :], action, latent)
+      return (self.normalize(after) - history[..., -1, :])[..., s.predicted] / self.delta_std
+
+    exact = jax.lax.stop_gradient(change(s.prior))
+    if s.prior_surrogate is None:
+      return exact
+    cheap = change(s.prior_surrogate)
+    return cheap + jax.lax.stop_gradient(exact - cheap)
 
   def apply_members(self, params: Params, history, action, latent=None,
                     prior_change=None, memory=None) -> tuple[jax.Array, jax.Array]:
@@ -316,6 +329,10 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
     raise ValueError(f"world_model.history and ensemble_size must be >= 1; got "
                      f"{config.history} and {config.ensemble_size}")
   physics = None
+  physics_gradient = bool(config.get("physics_gradient", False))  # older configs lack it
+  if physics_gradient and not config.get("physics_prior", False):
+    raise ValueError("world_model.physics_gradient passes a gradient through the physics "
+                     "prior: set physics_prior=True (or physics_gradient=False)")
   if config.get("physics_prior", False):
     physics = dict(config.physics)
     if not has_prior(task):
@@ -353,7 +370,8 @@ def make(config, task: TaskFns, obs_stats: Mapping[str, Any], delta_std,
                     pinch_latent=bool(config.get("pinch_latent", WorldModel.pinch_latent)),
                     canonical_frame=bool(config.get("canonical_frame",
                                                     WorldModel.canonical_frame)),
-                    physics=physics, constraint_passes=passes, memory=memory)
+                    physics=physics, physics_gradient=physics_gradient and physics is not None,
+                    constraint_passes=passes, memory=memory)
 
 
 def init_params(wm: WorldModel, rng: jax.Array) -> Params:

@@ -19,7 +19,8 @@ Learning what the simulator guarantees only adds error that compounds over a rol
              move and the pull in it, and its predicted change is turned back
              (`canonical_frame`).
   prior      the simulator's physics written out (the cloth's, cloth_physics.py): the network
-             predicts only its correction (`physics_prior`).
+             predicts only its correction (`physics_prior`); its gradient through a training
+             unroll comes from a cheaper version of it, or is stopped (`physics_gradient`).
   constrain  constraints the simulator keeps that a network's prediction need not (the
              cloth's edge lengths): each predicted observation is projected back onto them
              (`constraint_passes`).
@@ -75,9 +76,11 @@ _LATENTS = {("push", "command_latent"): _MOCAP, ("pick_place", "command_latent")
 # landmark: Meta-World's goals and walls are fixed in the world.
 _FRAMES = {"cloth_fold": cloth_fold.fold_line_frame}
 # Per task: fn(raw previous obs, raw obs, action, latent after it, physics=constants) -> the
-# next raw obs [..., D] by physics written out, and the constants' type. The network predicts
+# next raw obs [..., D] by physics written out, the constants' type, and the constants changed
+# for the cheaper physics whose gradient stands in for it in training. The network predicts
 # the rest.
-_PRIORS = {"cloth_fold": (cloth_physics.next_observation, cloth_physics.Physics)}
+_PRIORS = {"cloth_fold": (cloth_physics.next_observation, cloth_physics.Physics,
+                          cloth_physics.GRADIENT_SURROGATE)}
 
 
 def _cloth_constraints(obs, latent, passes):
@@ -110,6 +113,8 @@ class ObsStructure:
   #                                turns the position fields), if any
   prior: Callable | None = None  # (raw previous obs, raw obs, action, latent after it) -> the
   #                                next raw obs by physics, which the network corrects; if any
+  prior_surrogate: Callable | None = None  # the same, cheaper: its gradient stands in for
+  #                                          the prior's; None: the prior passes none
   constrain: Callable | None = None  # (raw obs, latent) -> raw obs projected onto the
   #                                    simulator's constraints; if any
 
@@ -120,12 +125,14 @@ def _dims(s: slice) -> np.ndarray:
 
 def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool = False,
                   pinch_latent: bool = False, canonical_frame: bool = False,
-                  physics=None, constraint_passes: int = 0) -> ObsStructure:
+                  physics=None, constraint_passes: int = 0,
+                  physics_gradient: bool = False) -> ObsStructure:
   """The task's structure; still_rule=False leaves every step to the network, with neither
   latent flag (or a task without that latent) no hidden state is carried, without
   canonical_frame (or a task without one) the network works in world coordinates, without
-  physics constants (or a task without a prior) the network predicts the whole step, and
-  with constraint_passes=0 (or a task without constraints) its prediction is kept as it is."""
+  physics constants (or a task without a prior) the network predicts the whole step (with
+  physics_gradient, the prior's gradient comes from its cheaper surrogate), and with
+  constraint_passes=0 (or a task without constraints) its prediction is kept as it is."""
   layout = task.obs_layout
   carried = [_dims(layout[f]) for f in _CARRIED.get(task.name, ())]
   copy_to = [_dims(layout[f]) for f, _ in _COPIED.get(task.name, ())]
@@ -142,16 +149,20 @@ def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool 
   flags = {"command_latent": command_latent, "pinch_latent": pinch_latent}
   latents = [_LATENTS[task.name, f] for f, on in flags.items() if on and (task.name, f) in _LATENTS]
   frame = _FRAMES.get(task.name) if canonical_frame else None
-  prior = None
+  prior = prior_surrogate = None
   if physics is not None and task.name in _PRIORS:
-    step, constants = _PRIORS[task.name]
+    step, constants, cheaper = _PRIORS[task.name]
     prior = functools.partial(step, physics=constants(**dict(physics)))
+    if physics_gradient:
+      prior_surrogate = functools.partial(step, physics=constants(**{**dict(physics),
+                                                                     **cheaper}))
   constrain = None
   if constraint_passes > 0 and task.name in _CONSTRAINTS:
     constrain = functools.partial(_CONSTRAINTS[task.name], passes=constraint_passes)
   return ObsStructure(predicted.astype(np.int32), cat(copy_to), cat(copy_from), positions,
                       commanded_dims, fn, still, still_mask, latents[0] if latents else None,
-                      frame, prior, constrain)
+                      frame=frame, prior=prior, prior_surrogate=prior_surrogate,
+                      constrain=constrain)
 
 
 def has_prior(task: TaskFns) -> bool:

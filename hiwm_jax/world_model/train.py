@@ -88,14 +88,16 @@ def make_loss(wm: core.WorldModel, one_step_weight: float, input_noise: float = 
   Each member unrolls its own predictions through the window's actions (`lax.scan`), so the
   loss sees how its errors compound; plus a one-step term in typical-step units.
 
-  With a physics prior the unroll's states still come from the model, but each step's loss
-  trains that step alone (the states are constants to the gradient: the "pushforward trick"
-  of Brandstetter et al. 2022): the prior's change carries no gradient (core.apply_members),
-  and gradients that pass a model's later steps as if its physics were the identity drove
-  the cloth's training unstable (its 50-step loss rose 30-fold by step 1500).
+  With a physics prior whose gradient is stopped (`physics_gradient` off) the unroll's states
+  still come from the model, but each step's loss trains that step alone (the states are
+  constants to the gradient: the "pushforward trick" of Brandstetter et al. 2022):
+  gradients that pass a model's later steps as if its physics were the identity drove the
+  cloth's training unstable (its 50-step loss rose 30-fold by step 1500). With
+  `physics_gradient` the prior's surrogate carries it (core.prior_change), and the loss
+  passes it through the whole unroll.
   """
   pred = wm.structure.predicted
-  through_time = wm.structure.prior is None
+  through_time = wm.structure.prior is None or wm.structure.prior_surrogate is not None
 
   noised = noised_dims(wm)
   multi_weight, one_weight = (jnp.asarray(w) for w in dim_weights(wm, loss_units))

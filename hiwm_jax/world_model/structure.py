@@ -152,10 +152,10 @@ def obs_structure(task: TaskFns, still_rule: bool = False, command_latent: bool 
   prior = prior_surrogate = None
   if physics is not None and task.name in _PRIORS:
     step, constants, cheaper = _PRIORS[task.name]
-    prior = functools.partial(step, physics=constants(**dict(physics)))
+    exact = constants(**dict(physics))
+    prior = functools.partial(step, physics=exact)
     if physics_gradient:
-      prior_surrogate = functools.partial(step, physics=constants(**{**dict(physics),
-                                                                     **cheaper}))
+      prior_surrogate = functools.partial(step, physics=dataclasses.replace(exact, **cheaper))
   constrain = None
   if constraint_passes > 0 and task.name in _CONSTRAINTS:
     constrain = functools.partial(_CONSTRAINTS[task.name], passes=constraint_passes)
